@@ -1,0 +1,27 @@
+# Shared by the build and by the installed qrlConfig.cmake, so a consumer of
+# find_package(qrl) resolves exactly the dependencies qrl was built against.
+include_guard(GLOBAL)
+
+# OpenBLAS for SGEMM. Debian ships it in three threading flavours; the OpenMP
+# one shares its thread pool with qrl's own OpenMP loops, where the pthread one
+# would spin its own threads against them on a small machine.
+function(qrl_find_cpu_dependencies)
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  if(TARGET qrl::openblas)
+    return()
+  endif()
+  find_library(QRL_OPENBLAS_LIBRARY NAMES openblas
+    HINTS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+    DOC "OpenBLAS (prefer the OpenMP build)")
+  find_path(QRL_CBLAS_INCLUDE_DIR NAMES cblas.h
+    HINTS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE} PATH_SUFFIXES openblas)
+  if(NOT QRL_OPENBLAS_LIBRARY OR NOT QRL_CBLAS_INCLUDE_DIR)
+    message(FATAL_ERROR "qrl needs OpenBLAS: install it with `sudo apt-get install libopenblas-openmp-dev` "
+                        "(or run scripts/setup.sh), or pass -DQRL_OPENBLAS_LIBRARY=/path/to/libopenblas.so")
+  endif()
+  add_library(qrl::openblas UNKNOWN IMPORTED GLOBAL)
+  set_target_properties(qrl::openblas PROPERTIES
+    IMPORTED_LOCATION "${QRL_OPENBLAS_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${QRL_CBLAS_INCLUDE_DIR}")
+  message(STATUS "qrl: OpenBLAS ${QRL_OPENBLAS_LIBRARY}")
+endfunction()
