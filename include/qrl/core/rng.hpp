@@ -39,7 +39,7 @@ class Rng {
     if (bound <= 1) return 0;
     const std::uint64_t threshold = (0 - bound) % bound;
     for (;;) {
-      const unsigned __int128 product = static_cast<Uint128>(next_u64()) * bound;
+      const Uint128 product = static_cast<Uint128>(next_u64()) * bound;
       if (static_cast<std::uint64_t>(product) >= threshold) return static_cast<std::uint64_t>(product >> 64);
     }
   }
