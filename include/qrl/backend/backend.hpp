@@ -1,0 +1,49 @@
+#pragma once
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace qrl {
+
+// A backend is a tag type (qrl::cpu, qrl::cuda) whose backend_traits
+// specialisation supplies memory management and the compute operations the
+// generic code (layers, losses, optimizers, agents) is written against.
+template <class B>
+struct backend_traits;
+
+// Per-layer backend state for a convolution: the CPU keeps its im2col
+// buffer there, CUDA its descriptors, chosen algorithms and workspace.
+template <class B>
+using Conv2dState = typename backend_traits<B>::Conv2dState;
+
+// Execution context: scratch memory on the CPU; stream and library handles on
+// CUDA. One per agent; not shared between threads.
+template <class B>
+using Context = typename backend_traits<B>::Context;
+
+template <class B>
+concept Backend = requires {
+  typename backend_traits<B>::Context;
+  typename backend_traits<B>::Conv2dState;
+  { backend_traits<B>::name } -> std::convertible_to<std::string_view>;
+} && requires(typename backend_traits<B>::Context& ctx, float* f, const float* cf, std::uint8_t* u8,
+              const std::uint8_t* cu8, std::int32_t* i32, std::size_t n) {
+  { backend_traits<B>::template allocate<float>(n) } -> std::same_as<float*>;
+  backend_traits<B>::deallocate(f);
+  backend_traits<B>::upload(ctx, cf, f, n);
+  backend_traits<B>::download(ctx, cf, f, n);
+  backend_traits<B>::copy(ctx, cf, f, n);
+  backend_traits<B>::fill(ctx, f, n, 0.0f);
+  backend_traits<B>::synchronize(ctx);
+  backend_traits<B>::gemm(ctx, false, false, 1, 1, 1, 1.0f, cf, 1, cf, 1, 0.0f, f, 1);
+  backend_traits<B>::relu_forward(ctx, cf, f, n);
+  backend_traits<B>::relu_backward(ctx, cf, cf, f, n);
+  backend_traits<B>::u8_to_float(ctx, cu8, f, n, 1.0f);
+  backend_traits<B>::argmax_rows(ctx, cf, 1, 1, i32);
+};
+
+// Row-major matrix geometry for the GEMMs the layers issue.
+enum class Transpose : bool { no = false, yes = true };
+
+}  // namespace qrl

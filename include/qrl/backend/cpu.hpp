@@ -1,0 +1,354 @@
+#pragma once
+// The CPU backend: OpenBLAS SGEMM for the matrix products (convolutions go
+// through im2col), OpenMP loops over the element functors in qrl/kernels for
+// everything else. Plain C++; no CUDA header is reachable from here.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <qrl/backend/backend.hpp>
+#include <qrl/backend/geometry.hpp>
+#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/activation.cuh>
+#include <qrl/kernels/adam.cuh>
+#include <qrl/kernels/loss.cuh>
+
+namespace qrl {
+
+struct cpu {};
+
+template <>
+struct backend_traits<cpu> {
+  static constexpr std::string_view name = "cpu";
+
+  // Scratch memory reused across calls; grows to the largest request.
+  class Context {
+   public:
+    float* scratch(std::size_t count, int slot) {
+      auto& buffer = scratch_[slot];
+      if (buffer.size() < count) buffer.resize(count);
+      return buffer.data();
+    }
+
+   private:
+    std::vector<float> scratch_[2];
+  };
+
+  // im2col columns of the last forward, reused by the backward pass.
+  struct Conv2dState {
+    std::vector<float> columns;
+  };
+
+  // ---- memory -------------------------------------------------------------
+  template <class T>
+  static T* allocate(std::size_t count) {
+    if (count == 0) count = 1;
+    const std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  template <class T>
+  static void deallocate(T* p) noexcept {
+    std::free(const_cast<std::remove_const_t<T>*>(p));
+  }
+  template <class T>
+  static void upload(Context&, const T* host, T* dst, std::size_t n) {
+    if (n) std::memcpy(dst, host, n * sizeof(T));
+  }
+  template <class T>
+  static void download(Context&, const T* src, T* host, std::size_t n) {
+    if (n) std::memcpy(host, src, n * sizeof(T));
+  }
+  template <class T>
+  static void copy(Context&, const T* src, T* dst, std::size_t n) {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
+  static void fill(Context&, float* p, std::size_t n, float value) { std::fill_n(p, n, value); }
+  static void synchronize(Context&) {}
+
+  // ---- dense algebra ------------------------------------------------------
+  // Row-major C[m,n] = alpha * op(A) op(B) + beta * C.
+  static void gemm(Context&, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                   const float* b, int ldb, float beta, float* c, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+
+  // y[r, c] += bias[c]
+  static void bias_add_rows(Context&, float* y, const float* bias, std::int64_t rows, std::int64_t cols) {
+#pragma omp parallel for if (rows * cols > 32768)
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+  }
+  // grad_bias[c] = sum_r grad_y[r, c]
+  static void bias_grad_rows(Context&, const float* grad_y, float* grad_bias, std::int64_t rows, std::int64_t cols) {
+    std::fill_n(grad_bias, cols, 0.0f);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) grad_bias[c] += grad_y[r * cols + c];
+  }
+
+  // ---- element-wise ---------------------------------------------------------
+  static void relu_forward(Context&, const float* x, float* y, std::size_t n) {
+    const kernels::ReluForward f;
+    const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for simd if (count > 65536)
+    for (std::int64_t i = 0; i < count; ++i) y[i] = f(x[i]);
+  }
+  static void relu_backward(Context&, const float* y, const float* grad_y, float* grad_x, std::size_t n) {
+    const kernels::ReluBackward f;
+    const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for simd if (count > 65536)
+    for (std::int64_t i = 0; i < count; ++i) grad_x[i] = f(y[i], grad_y[i]);
+  }
+  static void u8_to_float(Context&, const std::uint8_t* src, float* dst, std::size_t n, float scale) {
+    const kernels::ByteToUnitFloat f{scale};
+    const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for simd if (count > 65536)
+    for (std::int64_t i = 0; i < count; ++i) dst[i] = f(src[i]);
+  }
+  static void argmax_rows(Context&, const float* x, int rows, int cols, std::int32_t* out) {
+    for (int r = 0; r < rows; ++r) {
+      const float* row = x + std::int64_t{r} * cols;
+      out[r] = static_cast<std::int32_t>(std::max_element(row, row + cols) - row);
+    }
+  }
+
+  // ---- convolution (im2col + SGEMM over the whole batch) ---------------------
+  // Columns are laid out [patch, batch * out_pixels] so one GEMM covers the
+  // batch: small DQN feature maps make per-image GEMMs too thin to be fast.
+  static void conv2d_forward(Context& ctx, Conv2dState& state, const Conv2dGeometry& g, const float* x,
+                             const float* w, const float* bias, float* y) {
+    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
+    state.columns.resize(static_cast<std::size_t>(patch * cols));
+    im2col(g, x, state.columns.data());
+    float* y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);  // [out_channels, batch*pixels]
+    gemm(ctx, false, false, g.out_channels, static_cast<int>(cols), static_cast<int>(patch), 1.0f, w,
+         static_cast<int>(patch), state.columns.data(), static_cast<int>(cols), 0.0f, y_t, static_cast<int>(cols));
+#pragma omp parallel for collapse(2)
+    for (int n = 0; n < g.batch; ++n)
+      for (int oc = 0; oc < g.out_channels; ++oc) {
+        const float* src = y_t + oc * cols + n * pixels;
+        float* dst = y + (std::int64_t{n} * g.out_channels + oc) * pixels;
+        const float b = bias ? bias[oc] : 0.0f;
+        for (std::int64_t p = 0; p < pixels; ++p) dst[p] = src[p] + b;
+      }
+  }
+
+  // Needs the Conv2dState of the matching forward. grad_x may be null (first
+  // layer: nobody needs the gradient of the observation).
+  static void conv2d_backward(Context& ctx, Conv2dState& state, const Conv2dGeometry& g, const float* w,
+                              const float* grad_y, float* grad_x, float* grad_w, float* grad_bias) {
+    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
+    float* grad_y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);
+#pragma omp parallel for collapse(2)
+    for (int oc = 0; oc < g.out_channels; ++oc)
+      for (int n = 0; n < g.batch; ++n) {
+        const float* src = grad_y + (std::int64_t{n} * g.out_channels + oc) * pixels;
+        std::copy_n(src, pixels, grad_y_t + oc * cols + n * pixels);
+      }
+    if (grad_bias) {
+#pragma omp parallel for
+      for (int oc = 0; oc < g.out_channels; ++oc) {
+        float sum = 0.0f;
+        const float* row = grad_y_t + oc * cols;
+        for (std::int64_t i = 0; i < cols; ++i) sum += row[i];
+        grad_bias[oc] = sum;
+      }
+    }
+    float* columns = state.columns.data();
+    gemm(ctx, false, true, g.out_channels, static_cast<int>(patch), static_cast<int>(cols), 1.0f, grad_y_t,
+         static_cast<int>(cols), columns, static_cast<int>(cols), 0.0f, grad_w, static_cast<int>(patch));
+    if (!grad_x) return;
+    // The forward's columns are spent: the column gradient reuses them.
+    gemm(ctx, true, false, static_cast<int>(patch), static_cast<int>(cols), g.out_channels, 1.0f, w,
+         static_cast<int>(patch), grad_y_t, static_cast<int>(cols), 0.0f, columns, static_cast<int>(cols));
+    col2im(g, columns, grad_x);
+  }
+
+  static void im2col(const Conv2dGeometry& g, const float* x, float* columns) {
+    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
+#pragma omp parallel for collapse(2)
+    for (std::int64_t r = 0; r < patch; ++r)
+      for (int n = 0; n < g.batch; ++n) {
+        const int c = static_cast<int>(r / (g.kernel_h * g.kernel_w));
+        const int kh = static_cast<int>(r / g.kernel_w % g.kernel_h);
+        const int kw = static_cast<int>(r % g.kernel_w);
+        const float* plane = x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
+        float* dst = columns + r * cols + n * pixels;
+        for (int oh = 0; oh < g.out_h; ++oh) {
+          const int ih = oh * g.stride_h - g.pad_top + kh;
+          float* row = dst + oh * g.out_w;
+          if (ih < 0 || ih >= g.in_h) {
+            std::fill_n(row, g.out_w, 0.0f);
+            continue;
+          }
+          const float* src = plane + std::int64_t{ih} * g.in_w;
+          for (int ow = 0; ow < g.out_w; ++ow) {
+            const int iw = ow * g.stride_w - g.pad_left + kw;
+            row[ow] = (iw >= 0 && iw < g.in_w) ? src[iw] : 0.0f;
+          }
+        }
+      }
+  }
+
+  static void col2im(const Conv2dGeometry& g, const float* columns, float* grad_x) {
+    const std::int64_t pixels = g.output_pixels(), cols = g.batch * pixels;
+#pragma omp parallel for collapse(2)
+    for (int n = 0; n < g.batch; ++n)
+      for (int c = 0; c < g.in_channels; ++c) {
+        float* plane = grad_x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
+        std::fill_n(plane, std::int64_t{g.in_h} * g.in_w, 0.0f);
+        for (int kh = 0; kh < g.kernel_h; ++kh)
+          for (int kw = 0; kw < g.kernel_w; ++kw) {
+            const std::int64_t r = (std::int64_t{c} * g.kernel_h + kh) * g.kernel_w + kw;
+            const float* src = columns + r * cols + n * pixels;
+            for (int oh = 0; oh < g.out_h; ++oh) {
+              const int ih = oh * g.stride_h - g.pad_top + kh;
+              if (ih < 0 || ih >= g.in_h) continue;
+              float* dst = plane + std::int64_t{ih} * g.in_w;
+              for (int ow = 0; ow < g.out_w; ++ow) {
+                const int iw = ow * g.stride_w - g.pad_left + kw;
+                if (iw >= 0 && iw < g.in_w) dst[iw] += src[oh * g.out_w + ow];
+              }
+            }
+          }
+      }
+  }
+
+  // ---- max pooling -----------------------------------------------------------
+  static void maxpool2d_forward(Context&, const Pool2dGeometry& g, const float* x, float* y, std::int32_t* argmax) {
+#pragma omp parallel for collapse(2)
+    for (int n = 0; n < g.batch; ++n)
+      for (int c = 0; c < g.channels; ++c) {
+        const std::int64_t plane = std::int64_t{n} * g.channels + c;
+        const float* src = x + plane * g.in_h * g.in_w;
+        float* dst = y + plane * g.out_h * g.out_w;
+        std::int32_t* arg = argmax + plane * g.out_h * g.out_w;
+        for (int oh = 0; oh < g.out_h; ++oh)
+          for (int ow = 0; ow < g.out_w; ++ow) {
+            float best = -std::numeric_limits<float>::infinity();
+            std::int32_t best_index = -1;
+            for (int kh = 0; kh < g.kernel_h; ++kh) {
+              const int ih = oh * g.stride_h - g.pad_top + kh;
+              if (ih < 0 || ih >= g.in_h) continue;
+              for (int kw = 0; kw < g.kernel_w; ++kw) {
+                const int iw = ow * g.stride_w - g.pad_left + kw;
+                if (iw < 0 || iw >= g.in_w) continue;
+                const float v = src[ih * g.in_w + iw];
+                if (best_index < 0 || v > best) {
+                  best = v;
+                  best_index = ih * g.in_w + iw;
+                }
+              }
+            }
+            dst[oh * g.out_w + ow] = best;
+            arg[oh * g.out_w + ow] = best_index;
+          }
+      }
+  }
+  static void maxpool2d_backward(Context&, const Pool2dGeometry& g, const float* grad_y, const std::int32_t* argmax,
+                                 float* grad_x) {
+#pragma omp parallel for collapse(2)
+    for (int n = 0; n < g.batch; ++n)
+      for (int c = 0; c < g.channels; ++c) {
+        const std::int64_t plane = std::int64_t{n} * g.channels + c;
+        float* dst = grad_x + plane * g.in_h * g.in_w;
+        std::fill_n(dst, std::int64_t{g.in_h} * g.in_w, 0.0f);
+        const float* src = grad_y + plane * g.out_h * g.out_w;
+        const std::int32_t* arg = argmax + plane * g.out_h * g.out_w;
+        for (std::int64_t i = 0; i < std::int64_t{g.out_h} * g.out_w; ++i) dst[arg[i]] += src[i];
+      }
+  }
+
+  // ---- losses ----------------------------------------------------------------
+  // Mean loss over n elements; grad (may be null) = dLoss/dprediction.
+  template <class Element>
+  static float elementwise_loss(Context&, const float* prediction, const float* target, std::size_t n, Element element,
+                                float* grad) {
+    double total = 0.0;
+    const float inv_n = 1.0f / static_cast<float>(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float d = prediction[i] - target[i];
+      total += element.value(d);
+      if (grad) grad[i] = element.grad(d) * inv_n;
+    }
+    return static_cast<float>(total / static_cast<double>(n));
+  }
+
+  static void td_loss(Context&, const TdLossArgs& a) {
+    const kernels::TdTarget target{a.gamma};
+    const kernels::HuberElement huber{a.huber_delta};
+    const kernels::SquaredElement squared;
+    const float inv_batch = 1.0f / static_cast<float>(a.batch);
+    double loss = 0.0, q_sum = 0.0;
+    std::fill_n(a.grad_q, std::int64_t{a.batch} * a.actions, 0.0f);
+    for (int i = 0; i < a.batch; ++i) {
+      const float* next_target = a.q_next_target + std::int64_t{i} * a.actions;
+      float next_value;
+      if (a.q_next_online) {
+        const float* next_online = a.q_next_online + std::int64_t{i} * a.actions;
+        next_value = next_target[std::max_element(next_online, next_online + a.actions) - next_online];
+      } else {
+        next_value = *std::max_element(next_target, next_target + a.actions);
+      }
+      const float y = target(a.reward[i], a.terminated[i], next_value);
+      const std::int64_t index = std::int64_t{i} * a.actions + a.action[i];
+      const float d = a.q[index] - y;
+      q_sum += a.q[index];
+      if (a.loss == LossKind::huber) {
+        loss += huber.value(d);
+        a.grad_q[index] = huber.grad(d) * inv_batch;
+      } else {
+        loss += squared.value(d);
+        a.grad_q[index] = squared.grad(d) * inv_batch;
+      }
+    }
+    *a.loss_out = static_cast<float>(loss / a.batch);
+    if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
+  }
+
+  // ---- optimisation ------------------------------------------------------------
+  // Global L2 norm of all gradients; when max_norm > 0 and the norm exceeds
+  // it, *grad_scale is set to max_norm / (norm + 1e-6) (torch's
+  // clip_grad_norm_), else 1. Both outputs are backend memory.
+  static void grad_norm(Context&, std::span<const ParameterSlice> params, float max_norm, float* norm_out,
+                        float* grad_scale_out) {
+    double sum = 0.0;
+    for (const auto& p : params) {
+      double part = 0.0;
+#pragma omp parallel for reduction(+ : part) if (p.size > 65536)
+      for (std::int64_t i = 0; i < p.size; ++i) part += double(p.grad[i]) * p.grad[i];
+      sum += part;
+    }
+    const float norm = static_cast<float>(std::sqrt(sum));
+    *norm_out = norm;
+    *grad_scale_out = (max_norm > 0.0f && norm > max_norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+  }
+
+  static void adam_update(Context&, std::span<const ParameterSlice> params, std::span<float* const> first_moments,
+                          std::span<float* const> second_moments, const kernels::AdamUpdate& update,
+                          const float* grad_scale) {
+    const float scale = grad_scale ? *grad_scale : 1.0f;
+    for (std::size_t t = 0; t < params.size(); ++t) {
+      float* value = params[t].value;
+      const float* grad = params[t].grad;
+      float* m = first_moments[t];
+      float* v = second_moments[t];
+#pragma omp parallel for simd if (params[t].size > 65536)
+      for (std::int64_t i = 0; i < params[t].size; ++i) update(value[i], grad[i], m[i], v[i], scale);
+    }
+  }
+};
+
+}  // namespace qrl

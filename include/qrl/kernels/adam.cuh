@@ -1,0 +1,31 @@
+#pragma once
+#include <cmath>
+
+#include <qrl/core/host_device.hpp>
+
+namespace qrl::kernels {
+
+// One Adam step for one parameter, in PyTorch's exact operation order
+// (torch.optim.Adam, foreach=False) so results can be compared bit-for-bit
+// closely: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
+// `grad_scale` carries global-norm clipping (1 when not clipping) so the
+// clipped gradient is never materialised.
+struct AdamUpdate {
+  float step_size = 1e-3f;        // lr / (1 - beta1^t)
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float sqrt_bias_correction2 = 1.0f;  // sqrt(1 - beta2^t)
+  float weight_decay = 0.0f;      // L2 added to the gradient, as torch.optim.Adam
+
+  QRL_HOST_DEVICE void operator()(float& param, float grad, float& m, float& v, float grad_scale) const {
+    float g = grad * grad_scale;
+    if (weight_decay != 0.0f) g += weight_decay * param;
+    m = beta1 * m + (1.0f - beta1) * g;
+    v = beta2 * v + (1.0f - beta2) * g * g;
+    const float denom = sqrtf(v) / sqrt_bias_correction2 + eps;
+    param -= step_size * (m / denom);
+  }
+};
+
+}  // namespace qrl::kernels

@@ -1,0 +1,118 @@
+#pragma once
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <qrl/nn/layer.hpp>
+#include <qrl/nn/layers.hpp>
+
+namespace qrl::nn {
+
+// A named parameter of a network: "<layer index>.weight" as in a PyTorch
+// nn.Sequential state_dict, so a qrl checkpoint loads into the same
+// torch.nn.Sequential without renaming.
+template <Backend B>
+struct NamedParameter {
+  std::string name;
+  Tensor<B, float>* value = nullptr;
+  Tensor<B, float>* grad = nullptr;
+};
+
+template <Backend B>
+class Sequential {
+ public:
+  Sequential() = default;
+  Sequential(Sequential&&) noexcept = default;
+  Sequential& operator=(Sequential&&) noexcept = default;
+
+  template <template <Backend> class L, class... Args>
+  Sequential& add(Args&&... args) {
+    layers_.push_back(std::make_unique<L<B>>(std::forward<Args>(args)...));
+    return *this;
+  }
+  Sequential& add(std::unique_ptr<Layer<B>> layer) {
+    layers_.push_back(std::move(layer));
+    return *this;
+  }
+
+  std::size_t size() const { return layers_.size(); }
+  Layer<B>& operator[](std::size_t i) { return *layers_[i]; }
+
+  // Checks every layer against the input shape; throws a ShapeError naming
+  // the first layer that does not fit.
+  Shape output_shape(Shape input) const {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      try {
+        input = layers_[i]->output_shape(input);
+      } catch (const ShapeError& e) {
+        throw ShapeError(qrl::detail::concat("layer ", i, " ", e.what()));
+      }
+    }
+    return input;
+  }
+
+  TensorView<B, const float> forward(Context<B>& ctx, TensorView<B, const float> x) {
+    for (auto& layer : layers_) x = layer->forward(ctx, x);
+    return x;
+  }
+
+  // Backpropagates dLoss/doutput through the layers of the last forward().
+  // The input gradient is not computed: the input is an observation.
+  void backward(Context<B>& ctx, TensorView<B, const float> grad) {
+    for (std::size_t i = layers_.size(); i-- > 0;) grad = layers_[i]->backward(ctx, grad, i > 0);
+  }
+
+  std::vector<NamedParameter<B>> parameters() {
+    std::vector<NamedParameter<B>> out;
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      for (auto& p : layers_[i]->parameters()) out.push_back({std::to_string(i) + "." + p.name, p.value, p.grad});
+    return out;
+  }
+
+  std::int64_t parameter_count() {
+    std::int64_t n = 0;
+    for (auto& p : parameters()) n += p.value->size();
+    return n;
+  }
+
+  void initialize(Context<B>& ctx, Rng& rng, Init init) {
+    for (auto& layer : layers_) layer->initialize(ctx, rng, init);
+  }
+
+  Sequential clone(Context<B>& ctx) const {
+    Sequential copy;
+    for (const auto& layer : layers_) copy.layers_.push_back(layer->clone(ctx));
+    return copy;
+  }
+
+  // Target-network sync: copy every parameter of `source` (same architecture).
+  void copy_parameters_from(Context<B>& ctx, Sequential& source) {
+    auto to = parameters();
+    auto from = source.parameters();
+    require_shape(to.size() == from.size(), "copy_parameters_from: networks differ (", from.size(), " vs ", to.size(),
+                  " parameters)");
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      require_shape(to[i].value->shape() == from[i].value->shape(), "copy_parameters_from: ", to[i].name, " is ",
+                    to[i].value->shape().str(), " here but ", from[i].value->shape().str(), " in the source");
+      backend_traits<B>::copy(ctx, from[i].value->data(), to[i].value->data(),
+                              static_cast<std::size_t>(to[i].value->size()));
+    }
+  }
+
+  std::string summary(Shape input) const {
+    std::ostringstream out;
+    out << "input " << input.str() << '\n';
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      input = layers_[i]->output_shape(input);
+      out << "  " << i << ": " << layers_[i]->describe() << " -> " << input.str() << '\n';
+    }
+    return out.str();
+  }
+
+ private:
+  std::vector<std::unique_ptr<Layer<B>>> layers_;
+};
+
+}  // namespace qrl::nn

@@ -1,0 +1,82 @@
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <qrl/core/error.hpp>
+#include <qrl/kernels/adam.cuh>
+#include <qrl/nn/sequential.hpp>
+
+namespace qrl::optim {
+
+// Hyperparameters only: plain values a config file or checkpoint can carry.
+// Defaults are torch.optim.Adam's, with CleanRL's DQN learning rate.
+struct AdamConfig {
+  float learning_rate = 1e-4f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  // Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_); 0 = off.
+  float max_grad_norm = 0.0f;
+};
+
+// Adam with bias correction over a network's parameters. The moments live in
+// backend memory beside the parameters; the gradient-norm scale is applied
+// inside the update instead of rewriting the gradients.
+template <Backend B>
+class Adam {
+ public:
+  Adam(Context<B>& ctx, nn::Sequential<B>& net, AdamConfig config) : net_(&net), config_(config) {
+    require(config.learning_rate > 0.0f && std::isfinite(config.learning_rate),
+            "Adam: learning rate must be a positive number, got ", config.learning_rate);
+    require(config.beta1 >= 0.0f && config.beta1 < 1.0f && config.beta2 >= 0.0f && config.beta2 < 1.0f,
+            "Adam: betas must lie in [0, 1), got ", config.beta1, ", ", config.beta2);
+    require(config.eps > 0.0f, "Adam: eps must be positive, got ", config.eps);
+    require(config.max_grad_norm >= 0.0f, "Adam: max_grad_norm must be >= 0 (0 = no clipping), got ",
+            config.max_grad_norm);
+    for (auto& p : net.parameters()) {
+      auto& m = first_.emplace_back(p.value->shape());
+      auto& v = second_.emplace_back(p.value->shape());
+      backend_traits<B>::fill(ctx, m.data(), static_cast<std::size_t>(m.size()), 0.0f);
+      backend_traits<B>::fill(ctx, v.data(), static_cast<std::size_t>(v.size()), 0.0f);
+      slices_.push_back({p.value->data(), p.grad->data(), p.value->size()});
+      first_ptrs_.push_back(m.data());
+      second_ptrs_.push_back(v.data());
+    }
+    norm_.resize({2});
+  }
+
+  // One update from the gradients the last backward() left. Returns nothing
+  // to the host: the gradient norm stays in backend memory (grad_norm()).
+  void step(Context<B>& ctx) {
+    ++steps_;
+    backend_traits<B>::grad_norm(ctx, slices_, config_.max_grad_norm, norm_.data(), norm_.data() + 1);
+    const double bias_correction1 = 1.0 - std::pow(double(config_.beta1), double(steps_));
+    const double bias_correction2 = 1.0 - std::pow(double(config_.beta2), double(steps_));
+    const kernels::AdamUpdate update{static_cast<float>(config_.learning_rate / bias_correction1), config_.beta1,
+                                     config_.beta2, config_.eps, static_cast<float>(std::sqrt(bias_correction2)),
+                                     config_.weight_decay};
+    backend_traits<B>::adam_update(ctx, slices_, first_ptrs_, second_ptrs_, update, norm_.data() + 1);
+  }
+
+  // Global gradient norm before clipping, of the last step (host read).
+  float last_grad_norm(Context<B>& ctx) const { return to_host(ctx, norm_.view())[0]; }
+
+  std::int64_t steps() const { return steps_; }
+  void set_steps(std::int64_t steps) { steps_ = steps; }
+  const AdamConfig& config() const { return config_; }
+  std::vector<Tensor<B, float>>& first_moments() { return first_; }
+  std::vector<Tensor<B, float>>& second_moments() { return second_; }
+
+ private:
+  nn::Sequential<B>* net_;
+  AdamConfig config_;
+  std::int64_t steps_ = 0;
+  std::vector<Tensor<B, float>> first_, second_;
+  std::vector<ParameterSlice> slices_;
+  std::vector<float*> first_ptrs_, second_ptrs_;
+  Tensor<B, float> norm_;  // [norm, scale]
+};
+
+}  // namespace qrl::optim

@@ -1,0 +1,15 @@
+#pragma once
+// Everything of qrl's CPU side in one include.
+#include <qrl/backend/cpu.hpp>
+#include <qrl/env/env.hpp>
+#include <qrl/nn/loss.hpp>
+#include <qrl/nn/models.hpp>
+#include <qrl/nn/sequential.hpp>
+#include <qrl/optim/adam.hpp>
+#include <qrl/rl/dqn.hpp>
+#include <qrl/rl/epsilon_schedule.hpp>
+#include <qrl/rl/frame_stack.hpp>
+#include <qrl/rl/replay_memory.hpp>
+#include <qrl/rl/trainer.hpp>
+#include <qrl/tensor.hpp>
+#include <qrl/version.hpp>

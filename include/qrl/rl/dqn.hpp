@@ -1,0 +1,180 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <qrl/backend/op_args.hpp>
+#include <qrl/core/error.hpp>
+#include <qrl/core/rng.hpp>
+#include <qrl/nn/sequential.hpp>
+#include <qrl/optim/adam.hpp>
+#include <qrl/rl/replay_memory.hpp>
+
+namespace qrl::rl {
+
+// DQN hyperparameters. Defaults are CleanRL's dqn_atari.py.
+struct DqnConfig {
+  float gamma = 0.99f;
+  int batch_size = 32;
+  LossKind loss = LossKind::huber;
+  float huber_delta = 1.0f;
+  bool double_dqn = true;
+  std::int64_t learning_starts = 80000;       // env steps before the first update
+  int train_frequency = 4;                    // env steps per update
+  std::int64_t target_update_interval = 1000;  // env steps per target sync
+  optim::AdamConfig adam{};
+};
+
+// Losses and Q statistics of the last update, read back on request.
+struct UpdateStats {
+  float loss = 0.0f;
+  float q_mean = 0.0f;
+  float grad_norm = 0.0f;
+};
+
+// Deep Q-learning with a target network and optional Double DQN, over any
+// backend. The agent owns the online and target networks and the optimizer;
+// the replay memory and the environment loop belong to the caller.
+template <Backend B>
+class Dqn {
+ public:
+  // `observation` is the stacked state without the batch: [stack, H, W].
+  Dqn(Context<B>& ctx, nn::Sequential<B> online, Shape observation, int actions, DqnConfig config)
+      : ctx_(&ctx),
+        online_(std::move(online)),
+        target_(online_.clone(ctx)),
+        observation_(observation),
+        actions_(actions),
+        config_(config),
+        optimizer_(ctx, online_, config.adam) {
+    require(observation.rank() == 3, "Dqn: observation shape must be [stack, height, width], got ",
+            observation.str());
+    require(actions >= 2, "Dqn: need at least two actions, got ", actions);
+    require(config.gamma >= 0.0f && config.gamma <= 1.0f, "Dqn: gamma must lie in [0, 1], got ", config.gamma);
+    require(config.batch_size > 0, "Dqn: batch size must be positive, got ", config.batch_size);
+    require(config.train_frequency > 0, "Dqn: train frequency must be positive, got ", config.train_frequency);
+    require(config.target_update_interval > 0, "Dqn: target update interval must be positive, got ",
+            config.target_update_interval);
+    const Shape out = online_.output_shape({1, observation[0], observation[1], observation[2]});
+    require_shape(out.rank() == 2 && out[1] == actions, "Dqn: the network maps ", observation.str(), " to ",
+                  out.str(), " but the environment has ", actions, " actions");
+    stats_.resize({2});
+  }
+
+  Dqn(const Dqn&) = delete;
+  Dqn& operator=(const Dqn&) = delete;
+
+  int action_count() const { return actions_; }
+  const Shape& observation_shape() const { return observation_; }
+  const DqnConfig& config() const { return config_; }
+  nn::Sequential<B>& online() { return online_; }
+  nn::Sequential<B>& target() { return target_; }
+  optim::Adam<B>& optimizer() { return optimizer_; }
+  std::int64_t updates() const { return updates_; }
+
+  // Q(s, ·) for a batch of stacked uint8 states [N, stack, H, W] on the host.
+  std::vector<float> q_values(const std::uint8_t* states, int count = 1) {
+    const Shape shape{count, observation_[0], observation_[1], observation_[2]};
+    act_states_.resize(shape);
+    backend_traits<B>::upload(*ctx_, states, act_states_.data(), static_cast<std::size_t>(shape.size()));
+    act_input_.resize(shape);
+    backend_traits<B>::u8_to_float(*ctx_, act_states_.data(), act_input_.data(),
+                                   static_cast<std::size_t>(shape.size()), 1.0f / 255.0f);
+    return to_host(*ctx_, online_.forward(*ctx_, act_input_.view()));
+  }
+
+  int greedy_action(const std::uint8_t* state) {
+    const auto q = q_values(state, 1);
+    return static_cast<int>(std::max_element(q.begin(), q.end()) - q.begin());
+  }
+
+  // Epsilon-greedy: a uniformly random action with probability epsilon.
+  int act(const std::uint8_t* state, double epsilon, Rng& rng) {
+    if (rng.uniform() < epsilon) return static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(actions_)));
+    return greedy_action(state);
+  }
+
+  // One gradient step on a sampled batch. Nothing is read back to the host;
+  // call last_stats() for logging.
+  void update(const ReplayBatch<B>& batch) {
+    auto& ctx = *ctx_;
+    const int n = batch.size();
+    const Shape shape{n, observation_[0], observation_[1], observation_[2]};
+    require_shape(batch.states.shape() == shape, "Dqn::update: batch states are ", batch.states.shape().str(),
+                  ", expected ", shape.str());
+    input_.resize(shape);
+    next_input_.resize(shape);
+    const auto count = static_cast<std::size_t>(shape.size());
+    backend_traits<B>::u8_to_float(ctx, batch.states.data(), input_.data(), count, 1.0f / 255.0f);
+    backend_traits<B>::u8_to_float(ctx, batch.next_states.data(), next_input_.data(), count, 1.0f / 255.0f);
+
+    const auto q_next_target = target_.forward(ctx, next_input_.view());
+    const float* q_next_online = nullptr;
+    if (config_.double_dqn) {
+      const auto q = online_.forward(ctx, next_input_.view());
+      q_next_online_.resize(q.shape());
+      backend_traits<B>::copy(ctx, q.data(), q_next_online_.data(), static_cast<std::size_t>(q.size()));
+      q_next_online = q_next_online_.data();
+    }
+    const auto q = online_.forward(ctx, input_.view());
+    grad_q_.resize(q.shape());
+
+    TdLossArgs args;
+    args.batch = n;
+    args.actions = actions_;
+    args.q = q.data();
+    args.q_next_target = q_next_target.data();
+    args.q_next_online = q_next_online;
+    args.action = batch.actions.data();
+    args.reward = batch.rewards.data();
+    args.terminated = batch.terminated.data();
+    args.gamma = config_.gamma;
+    args.loss = config_.loss;
+    args.huber_delta = config_.huber_delta;
+    args.grad_q = grad_q_.data();
+    args.loss_out = stats_.data();
+    args.q_mean_out = stats_.data() + 1;
+    backend_traits<B>::td_loss(ctx, args);
+
+    online_.backward(ctx, grad_q_.view());
+    optimizer_.step(ctx);
+    ++updates_;
+  }
+
+  UpdateStats last_stats() {
+    const auto host = to_host(*ctx_, stats_.view());
+    return {host[0], host[1], optimizer_.last_grad_norm(*ctx_)};
+  }
+
+  void sync_target() { target_.copy_parameters_from(*ctx_, online_); }
+
+  // The schedule of CleanRL's loop, by environment step: update every
+  // train_frequency steps once learning has started, sync the target every
+  // target_update_interval steps. Returns true when an update ran.
+  bool maybe_train(std::int64_t env_step, ReplayMemory<B>& replay, Rng& sampling_rng) {
+    bool trained = false;
+    if (env_step >= config_.learning_starts && env_step % config_.train_frequency == 0 &&
+        replay.can_sample(config_.batch_size)) {
+      replay.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
+      update(batch_);
+      trained = true;
+    }
+    if (env_step >= config_.learning_starts && env_step % config_.target_update_interval == 0) sync_target();
+    return trained;
+  }
+
+ private:
+  Context<B>* ctx_;
+  nn::Sequential<B> online_, target_;
+  Shape observation_;
+  int actions_;
+  DqnConfig config_;
+  optim::Adam<B> optimizer_;
+  std::int64_t updates_ = 0;
+  ReplayBatch<B> batch_;
+  Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_;
+  Tensor<B, std::uint8_t> act_states_;
+};
+
+}  // namespace qrl::rl

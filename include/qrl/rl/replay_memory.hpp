@@ -1,0 +1,195 @@
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <qrl/core/error.hpp>
+#include <qrl/core/rng.hpp>
+#include <qrl/env/env.hpp>
+#include <qrl/tensor.hpp>
+
+namespace qrl::rl {
+
+struct ReplayConfig {
+  std::int64_t capacity = 100000;  // frames (≈ transitions) kept
+  env::FrameShape frame{84, 84, 1};
+  int stack = 4;
+};
+
+// A sampled batch in backend memory: states as stacked uint8 frames
+// [N, stack, H, W], converted to floats by the agent.
+template <Backend B>
+struct ReplayBatch {
+  Tensor<B, std::uint8_t> states, next_states;
+  Tensor<B, std::int32_t> actions;
+  Tensor<B, float> rewards, terminated;
+  int size() const { return static_cast<int>(actions.size()); }
+};
+
+// Ring buffer of transitions that stores each frame once. Slot i holds the
+// frame o_i and, once the next step is known, the transition (a_i, r_i,
+// terminated_i) whose next frame is slot i+1. Stacked states are rebuilt at
+// sampling time from the previous frames of the same episode; at an episode
+// start the first frame is repeated (as FrameStack does while acting), so a
+// stack never mixes two episodes. A terminal/truncated next frame gets a
+// slot with no transition of its own, and the next episode starts after it.
+template <Backend B>
+class ReplayMemory {
+ public:
+  explicit ReplayMemory(ReplayConfig config) : config_(config) {
+    require(config.capacity >= config.stack + 2, "replay capacity must be at least stack + 2 = ", config.stack + 2,
+            " frames, got ", config.capacity);
+    require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
+    require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
+            " channels (preprocess to gray first)");
+    frame_bytes_ = config.frame.bytes();
+    const auto capacity = static_cast<std::size_t>(config.capacity);
+    frames_.resize(capacity * frame_bytes_);
+    actions_.resize(capacity);
+    rewards_.resize(capacity);
+    flags_.resize(capacity);
+    history_.resize(capacity);
+  }
+
+  // Bytes this configuration allocates, known before allocating it: a
+  // million 84x84 frames come to about 7.06 GB.
+  static std::uint64_t bytes_required(const ReplayConfig& c) {
+    return static_cast<std::uint64_t>(c.capacity) *
+           (c.frame.bytes() + sizeof(std::int16_t) + sizeof(float) + 2 * sizeof(std::uint8_t));
+  }
+
+  // The first observation of an episode (after env.reset()).
+  void begin_episode(env::FrameView first) {
+    write_frame(first, 0);
+    episode_open_ = true;
+  }
+
+  // The outcome of acting in the newest frame: its action, reward, flags and
+  // the next observation.
+  void add(int action, float reward, bool terminated, bool truncated, env::FrameView next) {
+    require(episode_open_, "ReplayMemory::add without an open episode: call begin_episode(first observation) after "
+                           "each reset");
+    require(action >= 0 && action <= 32767, "action ", action, " out of range for the replay memory");
+    const std::int64_t current = previous(cursor_);
+    actions_[current] = static_cast<std::int16_t>(action);
+    rewards_[current] = reward;
+    flags_[current] = has_transition | (terminated ? terminal : 0);
+    ++transitions_;
+    write_frame(next, std::min<int>(history_[current] + 1, 255));
+    if (terminated || truncated) episode_open_ = false;
+  }
+
+  std::int64_t capacity() const { return config_.capacity; }
+  std::int64_t transitions() const { return transitions_; }
+  std::int64_t frames() const { return count_; }
+  const ReplayConfig& config() const { return config_; }
+  bool can_sample(int batch) const { return transitions_ >= std::max(batch, 1) + config_.stack; }
+
+  // Uniform over stored transitions whose stacked state is still complete.
+  void sample(Context<B>& ctx, Rng& rng, int batch, ReplayBatch<B>& out) {
+    require(can_sample(batch), "replay memory holds ", transitions_, " transitions, too few for a batch of ", batch,
+            " (raise learning_starts)");
+    const Shape stacked{batch, config_.stack, config_.frame.height, config_.frame.width};
+    staging_states_.resize(static_cast<std::size_t>(stacked.size()));
+    staging_next_.resize(staging_states_.size());
+    staging_actions_.resize(batch);
+    staging_rewards_.resize(batch);
+    staging_terminated_.resize(batch);
+    const std::size_t state_bytes = frame_bytes_ * config_.stack;
+    for (int i = 0; i < batch; ++i) {
+      const std::int64_t slot = draw_valid_slot(rng);
+      gather_state(slot, staging_states_.data() + i * state_bytes);
+      gather_state(next(slot), staging_next_.data() + i * state_bytes);
+      staging_actions_[i] = actions_[slot];
+      staging_rewards_[i] = rewards_[slot];
+      staging_terminated_[i] = (flags_[slot] & terminal) ? 1.0f : 0.0f;
+    }
+    out.states.resize(stacked);
+    out.next_states.resize(stacked);
+    out.actions.resize({batch});
+    out.rewards.resize({batch});
+    out.terminated.resize({batch});
+    upload<B, std::uint8_t>(ctx, staging_states_, out.states);
+    upload<B, std::uint8_t>(ctx, staging_next_, out.next_states);
+    upload<B, std::int32_t>(ctx, staging_actions_, out.actions);
+    upload<B, float>(ctx, staging_rewards_, out.rewards);
+    upload<B, float>(ctx, staging_terminated_, out.terminated);
+  }
+
+  // The stacked state [stack, H, W] of the k-th oldest stored frame, for tests
+  // and inspection. Returns false if that slot holds no complete transition.
+  bool transition_at(std::int64_t k, std::vector<std::uint8_t>& state, std::vector<std::uint8_t>& next_state,
+                     int& action, float& reward, bool& terminated) const {
+    require(k >= 0 && k < count_, "transition index ", k, " outside [0, ", count_, ")");
+    const std::int64_t slot = (oldest() + k) % config_.capacity;
+    if (!valid(slot, k)) return false;
+    state.resize(frame_bytes_ * config_.stack);
+    next_state.resize(state.size());
+    gather_state(slot, state.data());
+    gather_state(next(slot), next_state.data());
+    action = actions_[slot];
+    reward = rewards_[slot];
+    terminated = flags_[slot] & terminal;
+    return true;
+  }
+
+ private:
+  static constexpr std::uint8_t has_transition = 1;
+  static constexpr std::uint8_t terminal = 2;
+
+  std::int64_t next(std::int64_t slot) const { return slot + 1 == config_.capacity ? 0 : slot + 1; }
+  std::int64_t previous(std::int64_t slot) const { return slot == 0 ? config_.capacity - 1 : slot - 1; }
+  std::int64_t oldest() const { return (cursor_ - count_ + config_.capacity) % config_.capacity; }
+
+  void write_frame(env::FrameView frame, int history) {
+    require(frame.pixels != nullptr && frame.shape == config_.frame, "replay memory got a ", frame.shape.height, "x",
+            frame.shape.width, "x", frame.shape.channels, " frame, configured for ", config_.frame.height, "x",
+            config_.frame.width, "x", config_.frame.channels);
+    if (count_ == config_.capacity && (flags_[cursor_] & has_transition)) --transitions_;
+    std::memcpy(frames_.data() + cursor_ * frame_bytes_, frame.pixels, frame_bytes_);
+    flags_[cursor_] = 0;
+    history_[cursor_] = static_cast<std::uint8_t>(history);
+    cursor_ = next(cursor_);
+    count_ = std::min(count_ + 1, config_.capacity);
+  }
+
+  // A transition is usable when the frames its state needs are still stored:
+  // the oldest slots may have lost their history to the ring's overwrite.
+  bool valid(std::int64_t slot, std::int64_t age_rank) const {
+    if (!(flags_[slot] & has_transition)) return false;
+    return age_rank >= std::min<std::int64_t>(history_[slot], config_.stack - 1);
+  }
+
+  std::int64_t draw_valid_slot(Rng& rng) const {
+    for (;;) {
+      const auto k = static_cast<std::int64_t>(rng.uniform_index(static_cast<std::uint64_t>(count_)));
+      const std::int64_t slot = (oldest() + k) % config_.capacity;
+      if (valid(slot, k)) return slot;
+    }
+  }
+
+  void gather_state(std::int64_t slot, std::uint8_t* out) const {
+    const int reach = std::min<int>(history_[slot], config_.stack - 1);
+    for (int c = 0; c < config_.stack; ++c) {
+      const int back = std::min(config_.stack - 1 - c, reach);
+      const std::int64_t source = (slot - back + config_.capacity) % config_.capacity;
+      std::memcpy(out + c * frame_bytes_, frames_.data() + source * frame_bytes_, frame_bytes_);
+    }
+  }
+
+  ReplayConfig config_;
+  std::size_t frame_bytes_ = 0;
+  std::vector<std::uint8_t> frames_;
+  std::vector<std::int16_t> actions_;
+  std::vector<float> rewards_;
+  std::vector<std::uint8_t> flags_, history_;
+  std::int64_t cursor_ = 0, count_ = 0, transitions_ = 0;
+  bool episode_open_ = false;
+  std::vector<std::uint8_t> staging_states_, staging_next_;
+  std::vector<std::int32_t> staging_actions_;
+  std::vector<float> staging_rewards_, staging_terminated_;
+};
+
+}  // namespace qrl::rl

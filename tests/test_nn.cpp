@@ -1,0 +1,330 @@
+// Finite-difference checks of every layer and loss, templated over backends
+// (CPU here; the CUDA backend's issue invokes the same suites for qrl::cuda).
+// Each check perturbs inputs and parameters by ±h in float32 and compares
+// central differences of L = sum(y * r) (r random) with backward(); the
+// stated tolerance is on the relative error ||analytic - numeric|| /
+// (||analytic|| + ||numeric||).
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <memory>
+
+#include <qrl/nn/loss.hpp>
+#include <qrl/nn/models.hpp>
+#include <qrl/nn/sequential.hpp>
+
+#include "test_support.hpp"
+
+using namespace qrl;
+
+namespace {
+
+constexpr double grad_tolerance = 2e-3;
+
+template <class B>
+struct LayerGradCheck {
+  Context<B> ctx;
+  Rng rng{1234};
+
+  // Runs the check for `layer` on input shape `in_shape`. `make_input`
+  // produces host input values (so kinks of ReLU/max can be avoided).
+  void run(nn::Layer<B>& layer, Shape in_shape, std::function<std::vector<float>(std::size_t)> make_input,
+           double h = 1e-2) {
+    auto host_x = make_input(static_cast<std::size_t>(in_shape.size()));
+    REQUIRE(test::norm(host_x) > 0.0);
+    Tensor<B, float> x = from_host<B, float>(ctx, host_x, in_shape);
+    const Shape out_shape = layer.output_shape(in_shape);
+    auto r = test::random_vector(static_cast<std::size_t>(out_shape.size()), rng);
+    Tensor<B, float> grad_y = from_host<B, float>(ctx, r, out_shape);
+
+    auto loss_at = [&](const std::vector<float>& input) {
+      Tensor<B, float> xi = from_host<B, float>(ctx, input, in_shape);
+      const auto y = to_host(ctx, layer.forward(ctx, xi.view()));
+      double l = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) l += double(y[i]) * r[i];
+      return l;
+    };
+
+    const auto y = to_host(ctx, layer.forward(ctx, x.view()));
+    CHECK(test::all_finite(y));
+    CHECK(test::norm(y) > 0.0);
+    REQUIRE(Shape(layer.output_shape(in_shape)) == out_shape);
+    const auto grad_x = to_host(ctx, layer.backward(ctx, grad_y.view(), true));
+    REQUIRE(grad_x.size() == host_x.size());
+    CHECK(test::all_finite(grad_x));
+    CHECK(test::norm(grad_x) > 0.0);
+
+    // Parameter gradients from this backward, before the probes below overwrite the layer's buffers.
+    std::vector<std::vector<float>> param_grads;
+    for (auto& p : layer.parameters()) param_grads.push_back(to_host(ctx, *p.grad));
+
+    std::vector<double> analytic, numeric;
+    for (std::size_t i = 0; i < host_x.size(); ++i) {
+      auto plus = host_x, minus = host_x;
+      plus[i] += static_cast<float>(h);
+      minus[i] -= static_cast<float>(h);
+      numeric.push_back((loss_at(plus) - loss_at(minus)) / (2 * h));
+      analytic.push_back(grad_x[i]);
+    }
+    const double input_error = test::relative_error(analytic, numeric);
+    INFO(layer.describe(), " input gradient relative error ", input_error);
+    CHECK(input_error < grad_tolerance);
+
+    auto params = layer.parameters();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      auto& p = params[k];
+      CHECK(test::norm(param_grads[k]) > 0.0);
+      auto values = to_host(ctx, *p.value);
+      std::vector<double> pa, pn;
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const float original = values[i];
+        values[i] = original + static_cast<float>(h);
+        upload<B, float>(ctx, values, *p.value);
+        const double lp = loss_at(host_x);
+        values[i] = original - static_cast<float>(h);
+        upload<B, float>(ctx, values, *p.value);
+        const double lm = loss_at(host_x);
+        values[i] = original;
+        upload<B, float>(ctx, values, *p.value);
+        pn.push_back((lp - lm) / (2 * h));
+        pa.push_back(param_grads[k][i]);
+      }
+      const double error = test::relative_error(pa, pn);
+      INFO(layer.describe(), " ", p.name, " gradient relative error ", error);
+      CHECK(error < grad_tolerance);
+    }
+  }
+
+  std::vector<float> normal(std::size_t n) { return test::random_vector(n, rng); }
+
+  // Distinct values at least 0.05 apart and away from zero, so a ±h probe
+  // never crosses a ReLU kink or changes a max-pool winner.
+  std::vector<float> spread(std::size_t n) {
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = 0.05f * static_cast<float>(i + 1) * ((i % 2) ? 1.0f : -1.0f);
+    for (std::size_t i = n; i-- > 1;) std::swap(v[i], v[rng.uniform_index(i + 1)]);
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("Conv2d gradients match finite differences", B, conv_grad) {
+  LayerGradCheck<B> check;
+  SUBCASE("valid padding, stride 1") {
+    nn::Conv2d<B> conv(2, 3, 3, 1, Padding::valid);
+    conv.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+    check.run(conv, {2, 2, 6, 5}, [&](std::size_t n) { return check.normal(n); });
+  }
+  SUBCASE("same padding, stride 2 (asymmetric padding)") {
+    nn::Conv2d<B> conv(3, 2, 4, 2, Padding::same);
+    conv.initialize(check.ctx, check.rng, nn::Init::kaiming_normal);
+    check.run(conv, {2, 3, 7, 8}, [&](std::size_t n) { return check.normal(n); });
+  }
+  SUBCASE("same padding, stride 4, the tutorials' first layer shape") {
+    nn::Conv2d<B> conv(2, 2, 8, 4, Padding::same);
+    conv.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+    check.run(conv, {1, 2, 10, 10}, [&](std::size_t n) { return check.normal(n); });
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Dense gradients match finite differences", B, dense_grad) {
+  LayerGradCheck<B> check;
+  nn::Dense<B> dense(7, 5);
+  dense.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+  check.run(dense, {4, 7}, [&](std::size_t n) { return check.normal(n); });
+}
+
+TEST_CASE_TEMPLATE_DEFINE("ReLU gradients match finite differences", B, relu_grad) {
+  LayerGradCheck<B> check;
+  nn::ReLU<B> relu;
+  check.run(relu, {3, 2, 4, 4}, [&](std::size_t n) { return check.spread(n); });
+}
+
+TEST_CASE_TEMPLATE_DEFINE("MaxPool2d gradients match finite differences", B, pool_grad) {
+  LayerGradCheck<B> check;
+  SUBCASE("2x2 valid") {
+    nn::MaxPool2d<B> pool(2);
+    check.run(pool, {2, 3, 6, 6}, [&](std::size_t n) { return check.spread(n); });
+  }
+  SUBCASE("2x2 same on odd sizes") {
+    nn::MaxPool2d<B> pool(2, 2, Padding::same);
+    check.run(pool, {2, 2, 5, 7}, [&](std::size_t n) { return check.spread(n); });
+  }
+  SUBCASE("3x3 stride 2 overlapping windows") {
+    nn::MaxPool2d<B> pool(3, 2);
+    check.run(pool, {1, 2, 7, 7}, [&](std::size_t n) { return check.spread(n); });
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Flatten passes values and gradients through in NCHW order", B, flatten_grad) {
+  LayerGradCheck<B> check;
+  nn::Flatten<B> flatten;
+  CHECK(flatten.output_shape({2, 3, 4, 5}) == Shape{2, 60});
+  check.run(flatten, {2, 3, 4, 5}, [&](std::size_t n) { return check.normal(n); });
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Sequential tutorial network backpropagates end to end", B, sequential_grad) {
+  // The whole tutorial network on a small input, probing a sample of
+  // parameters: the chain rule across layers, not just each layer alone.
+  Context<B> ctx;
+  Rng rng(5);
+  auto net = nn::tutorial_dqn<B>(2, 16, 16, 3, 8);
+  net.initialize(ctx, rng, nn::Init::kaiming_normal);
+  auto host_x = test::random_vector(2 * 2 * 16 * 16, rng);
+  auto x = from_host<B, float>(ctx, host_x, {2, 2, 16, 16});
+  auto r = test::random_vector(2 * 3, rng);
+  auto grad = from_host<B, float>(ctx, r, {2, 3});
+  auto loss = [&] {
+    const auto y = to_host(ctx, net.forward(ctx, x.view()));
+    double l = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) l += double(y[i]) * r[i];
+    return l;
+  };
+  net.forward(ctx, x.view());
+  net.backward(ctx, grad.view());
+  const double h = 1e-2;
+  std::vector<double> analytic, numeric;
+  for (auto& p : net.parameters()) {
+    const auto g = to_host(ctx, *p.grad);
+    auto values = to_host(ctx, *p.value);
+    for (int probe = 0; probe < 6; ++probe) {
+      const std::size_t i = rng.uniform_index(values.size());
+      const float original = values[i];
+      values[i] = original + float(h);
+      upload<B, float>(ctx, values, *p.value);
+      const double lp = loss();
+      values[i] = original - float(h);
+      upload<B, float>(ctx, values, *p.value);
+      const double lm = loss();
+      values[i] = original;
+      upload<B, float>(ctx, values, *p.value);
+      numeric.push_back((lp - lm) / (2 * h));
+      analytic.push_back(g[i]);
+    }
+  }
+  const double error = test::relative_error(analytic, numeric);
+  INFO("network parameter gradient relative error ", error);
+  CHECK(error < 2e-2);
+  double analytic_norm = 0;
+  for (double a : analytic) analytic_norm += a * a;
+  CHECK(analytic_norm > 0.0);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("MSE and Huber losses match hand values and finite differences", B, loss_grad) {
+  Context<B> ctx;
+  const std::vector<float> pred{0.5f, -2.0f, 3.0f, 0.0f}, target{0.0f, 0.0f, 0.5f, 0.25f};
+  auto p = from_host<B, float>(ctx, pred, {4});
+  auto t = from_host<B, float>(ctx, target, {4});
+  Tensor<B, float> grad;
+  // d = [0.5, -2, 2.5, -0.25]
+  const float mse = nn::mse_loss<B>(ctx, p.view(), t.view(), &grad);
+  CHECK(mse == doctest::Approx((0.25 + 4 + 6.25 + 0.0625) / 4));
+  auto g = to_host(ctx, grad);
+  CHECK(g[1] == doctest::Approx(2 * -2.0 / 4));
+  const float huber = nn::huber_loss<B>(ctx, p.view(), t.view(), &grad);
+  CHECK(huber == doctest::Approx((0.125 + 1.5 + 2.0 + 0.03125) / 4));
+  g = to_host(ctx, grad);
+  CHECK(g[0] == doctest::Approx(0.5 / 4));
+  CHECK(g[1] == doctest::Approx(-1.0 / 4));
+  CHECK(g[2] == doctest::Approx(1.0 / 4));
+  CHECK(g[3] == doctest::Approx(-0.25 / 4));
+
+  Rng rng(9);
+  for (int kind = 0; kind < 2; ++kind) {
+    auto a = test::random_vector(12, rng, 2.0f), b = test::random_vector(12, rng, 2.0f);
+    auto loss = [&](const std::vector<float>& x) {
+      auto xt = from_host<B, float>(ctx, x, {12});
+      auto bt = from_host<B, float>(ctx, b, {12});
+      return kind == 0 ? double(nn::mse_loss<B>(ctx, xt.view(), bt.view()))
+                       : double(nn::huber_loss<B>(ctx, xt.view(), bt.view(), nullptr, 1.0f));
+    };
+    auto at = from_host<B, float>(ctx, a, {12});
+    auto bt = from_host<B, float>(ctx, b, {12});
+    if (kind == 0)
+      nn::mse_loss<B>(ctx, at.view(), bt.view(), &grad);
+    else
+      nn::huber_loss<B>(ctx, at.view(), bt.view(), &grad, 1.0f);
+    const auto analytic_f = to_host(ctx, grad);
+    std::vector<double> analytic(analytic_f.begin(), analytic_f.end()), numeric;
+    const double h = 1e-3;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      auto plus = a, minus = a;
+      plus[i] += float(h);
+      minus[i] -= float(h);
+      numeric.push_back((loss(plus) - loss(minus)) / (2 * h));
+    }
+    CHECK(test::relative_error(analytic, numeric) < grad_tolerance);
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Shape errors name the layer and the shapes", B, shape_errors) {
+  auto net = nn::nature_dqn<B>(4, 84, 84, 6);
+  CHECK(net.output_shape({32, 4, 84, 84}) == Shape{32, 6});
+  CHECK_THROWS_AS(net.output_shape({32, 3, 84, 84}), ShapeError);
+  try {
+    net.output_shape({32, 3, 84, 84});
+  } catch (const ShapeError& e) {
+    CHECK(std::string(e.what()).find("expects 4 input channels, got 3") != std::string::npos);
+  }
+  nn::Dense<B> dense(10, 2);
+  CHECK_THROWS_WITH_AS(dense.output_shape({3, 2, 5}), doctest::Contains("add a Flatten layer"), ShapeError);
+  nn::Conv2d<B> conv(1, 1, 5, 1, Padding::valid);
+  CHECK_THROWS_WITH_AS(conv.output_shape({1, 1, 3, 3}), doctest::Contains("smaller than the kernel"), ShapeError);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Padding 'same' follows Keras: ceil(in / stride) outputs", B, same_padding) {
+  nn::Conv2d<B> conv(4, 32, 8, 4, Padding::same);
+  CHECK(conv.output_shape({1, 4, 80, 80}) == Shape{1, 32, 20, 20});
+  nn::MaxPool2d<B> pool(2, 2, Padding::same);
+  CHECK(pool.output_shape({1, 32, 5, 5}) == Shape{1, 32, 3, 3});
+  auto tutorial = nn::tutorial_dqn<B>(4, 80, 80, 2);
+  // 80 -> conv/4 20 -> pool 10 -> conv/2 5 -> pool 3 -> conv 3 -> pool 2: 64*2*2
+  CHECK(tutorial.output_shape({1, 4, 80, 80}) == Shape{1, 2});
+  CHECK(tutorial.summary({1, 4, 80, 80}).find("Dense(256, 256)") != std::string::npos);
+  auto nature = nn::nature_dqn<B>(4, 84, 84, 6);
+  CHECK(nature.summary({1, 4, 84, 84}).find("Dense(3136, 512)") != std::string::npos);
+  CHECK(nature.parameter_count() == 8 * 8 * 4 * 32 + 32 + 4 * 4 * 32 * 64 + 64 + 3 * 3 * 64 * 64 + 64 +
+                                        3136 * 512 + 512 + 512 * 6 + 6);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Initialisers have the documented statistics", B, initialisers) {
+  Context<B> ctx;
+  Rng rng(11);
+  nn::Dense<B> dense(400, 300);
+  auto moments = [&](nn::Init init) {
+    dense.initialize(ctx, rng, init);
+    auto params = dense.parameters();
+    const auto w = to_host(ctx, *params[0].value);
+    const auto b = to_host(ctx, *params[1].value);
+    double mean = 0, sq = 0, max_abs = 0;
+    for (float v : w) {
+      mean += v;
+      sq += double(v) * v;
+      max_abs = std::max(max_abs, std::abs(double(v)));
+    }
+    mean /= w.size();
+    return std::tuple{mean, std::sqrt(sq / w.size() - mean * mean), max_abs, b};
+  };
+  auto [m1, s1, a1, b1] = moments(nn::Init::normal_0_01);
+  CHECK(std::abs(m1) < 1e-3);
+  CHECK(s1 == doctest::Approx(0.01).epsilon(0.02));
+  CHECK(b1[0] == doctest::Approx(0.01f));
+  auto [m2, s2, a2, b2] = moments(nn::Init::kaiming_normal);
+  CHECK(s2 == doctest::Approx(std::sqrt(2.0 / 400)).epsilon(0.02));
+  CHECK(b2[7] == 0.0f);
+  auto [m3, s3, a3, b3] = moments(nn::Init::pytorch_default);
+  CHECK(a3 <= 1.0 / 20.0);
+  CHECK(s3 == doctest::Approx(1.0 / 20.0 / std::sqrt(3.0)).epsilon(0.02));  // U(-b, b) has sd b/sqrt(3)
+}
+
+TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(flatten_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(sequential_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
