@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <qrl/core/error.hpp>
+#include <qrl/backend/op_args.hpp>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/nn/sequential.hpp>
 

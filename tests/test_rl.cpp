@@ -1,0 +1,197 @@
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+
+#include <qrl/rl/epsilon_schedule.hpp>
+#include <qrl/rl/frame_stack.hpp>
+#include <qrl/rl/replay_memory.hpp>
+
+#include "test_support.hpp"
+
+using namespace qrl;
+using rl::EpsilonSchedule;
+
+TEST_SUITE("rl") {
+  TEST_CASE("linear epsilon schedule hits its end points and stays there") {
+    const auto s = EpsilonSchedule::linear(1.0, 0.01, 1000);
+    CHECK(s.value(0) == 1.0);
+    CHECK(s.value(500) == doctest::Approx(0.505));
+    CHECK(s.value(1000) == doctest::Approx(0.01));
+    CHECK(s.value(100000) == doctest::Approx(0.01));
+  }
+
+  TEST_CASE("exponential epsilon schedule is geometric between its end points") {
+    const auto s = EpsilonSchedule::exponential(0.1, 0.0001, 3000);
+    CHECK(s.value(0) == doctest::Approx(0.1));
+    CHECK(s.value(1500) == doctest::Approx(std::sqrt(0.1 * 0.0001)));
+    CHECK(s.value(3000) == doctest::Approx(0.0001));
+    CHECK(s.value(9000) == doctest::Approx(0.0001));
+  }
+
+  TEST_CASE("tutorial and CleanRL presets") {
+    const auto tutorial = EpsilonSchedule::tutorial(10000, 3000000);
+    CHECK(tutorial.value(0) == doctest::Approx(0.1));
+    CHECK(tutorial.value(10000) == doctest::Approx(0.1));  // observing
+    CHECK(tutorial.value(3010000) == doctest::Approx(0.0001));
+    const auto cleanrl = EpsilonSchedule::cleanrl(10000000, 0.1);
+    CHECK(cleanrl.value(0) == 1.0);
+    CHECK(cleanrl.value(1000000) == doctest::Approx(0.01));
+    CHECK(cleanrl.value(500000) == doctest::Approx(0.505));
+  }
+
+  TEST_CASE("epsilon schedule rejects bad values") {
+    CHECK_THROWS_AS(EpsilonSchedule::linear(1.5, 0.1, 10), Error);
+    CHECK_THROWS_AS(EpsilonSchedule::linear(1.0, 0.1, 0), Error);
+    CHECK_THROWS_AS(EpsilonSchedule::exponential(1.0, 0.0, 10), Error);
+    CHECK_THROWS_AS(EpsilonSchedule::linear_fraction(1.0, 0.1, 1.5, 100), Error);
+  }
+
+  TEST_CASE("FrameStack repeats the first frame and shifts in new ones") {
+    rl::FrameStack stack({1, 2, 1}, 3);
+    const std::uint8_t a[2] = {1, 2}, b[2] = {3, 4}, c[2] = {5, 6};
+    stack.reset({a, {1, 2, 1}});
+    CHECK(std::vector<std::uint8_t>(stack.data(), stack.data() + 6) == std::vector<std::uint8_t>{1, 2, 1, 2, 1, 2});
+    stack.push({b, {1, 2, 1}});
+    stack.push({c, {1, 2, 1}});
+    CHECK(std::vector<std::uint8_t>(stack.data(), stack.data() + 6) == std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6});
+    CHECK_THROWS_AS(stack.push({a, {2, 1, 1}}), Error);
+  }
+}
+
+namespace {
+
+// Frames whose first pixel is the episode id and second the step in the
+// episode, so a stacked state shows which frames it was built from.
+struct TaggedFrames {
+  std::uint8_t pixels[2];
+  env::FrameView make(int episode, int step) {
+    pixels[0] = static_cast<std::uint8_t>(episode);
+    pixels[1] = static_cast<std::uint8_t>(step);
+    return {pixels, {1, 2, 1}};
+  }
+};
+
+template <class B>
+void fill_episodes(rl::ReplayMemory<B>& memory, const std::vector<int>& lengths) {
+  TaggedFrames f;
+  for (std::size_t e = 0; e < lengths.size(); ++e) {
+    memory.begin_episode(f.make(static_cast<int>(e) + 1, 0));
+    for (int t = 1; t <= lengths[e]; ++t) {
+      const bool last = t == lengths[e];
+      memory.add(t % 3, static_cast<float>(t), last, false, f.make(static_cast<int>(e) + 1, t));
+    }
+  }
+}
+
+// The (episode, step) tags of a stacked state.
+std::vector<std::pair<int, int>> tags(const std::vector<std::uint8_t>& state) {
+  std::vector<std::pair<int, int>> out;
+  for (std::size_t i = 0; i < state.size(); i += 2) out.emplace_back(state[i], state[i + 1]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the first frame", B, replay_stacking) {
+  rl::ReplayMemory<B> memory({100, {1, 2, 1}, 4});
+  fill_episodes(memory, {5, 3});
+  // frames: e1 s0..s5 (6 slots), e2 s0..s3 (4 slots) = 10 frames, 8 transitions.
+  CHECK(memory.frames() == 10);
+  CHECK(memory.transitions() == 8);
+  std::vector<std::uint8_t> state, next;
+  int action;
+  float reward;
+  bool terminated;
+  REQUIRE(memory.transition_at(0, state, next, action, reward, terminated));
+  CHECK(tags(state) == std::vector<std::pair<int, int>>{{1, 0}, {1, 0}, {1, 0}, {1, 0}});
+  CHECK(tags(next) == std::vector<std::pair<int, int>>{{1, 0}, {1, 0}, {1, 0}, {1, 1}});
+  CHECK(action == 1);
+  CHECK(reward == 1.0f);
+  CHECK_FALSE(terminated);
+  REQUIRE(memory.transition_at(4, state, next, action, reward, terminated));
+  CHECK(tags(state) == std::vector<std::pair<int, int>>{{1, 1}, {1, 2}, {1, 3}, {1, 4}});
+  CHECK(tags(next) == std::vector<std::pair<int, int>>{{1, 2}, {1, 3}, {1, 4}, {1, 5}});
+  CHECK(terminated);
+  // Slot 5 is episode 1's final frame: no transition starts there.
+  CHECK_FALSE(memory.transition_at(5, state, next, action, reward, terminated));
+  // Episode 2 starts fresh: nothing of episode 1 leaks into its stacks.
+  REQUIRE(memory.transition_at(7, state, next, action, reward, terminated));
+  CHECK(tags(state) == std::vector<std::pair<int, int>>{{2, 0}, {2, 0}, {2, 0}, {2, 1}});
+  CHECK(tags(next) == std::vector<std::pair<int, int>>{{2, 0}, {2, 0}, {2, 1}, {2, 2}});
+}
+
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken stack", B, replay_wrap) {
+  Context<B> ctx;
+  rl::ReplayMemory<B> memory({16, {1, 2, 1}, 4});
+  fill_episodes(memory, {7, 9, 4, 6, 11});  // 42 frames through a 16-frame ring
+  CHECK(memory.frames() == 16);
+  CHECK(memory.transitions() <= 16);
+  CHECK(memory.transitions() >= 12);
+
+  Rng rng(3);
+  rl::ReplayBatch<B> batch;
+  std::map<std::pair<int, int>, int> seen;
+  for (int round = 0; round < 200; ++round) {
+    memory.sample(ctx, rng, 8, batch);
+    const auto states = to_host(ctx, batch.states);
+    const auto nexts = to_host(ctx, batch.next_states);
+    const auto terminated = to_host(ctx, batch.terminated);
+    for (int i = 0; i < 8; ++i) {
+      std::vector<std::uint8_t> s(states.begin() + i * 8, states.begin() + (i + 1) * 8);
+      std::vector<std::uint8_t> n(nexts.begin() + i * 8, nexts.begin() + (i + 1) * 8);
+      const auto ts = tags(s), tn = tags(n);
+      // One episode per stack, steps consecutive (or the repeated first frame).
+      for (int c = 1; c < 4; ++c) {
+        CHECK(ts[c].first == ts[0].first);
+        CHECK((ts[c].second == ts[c - 1].second + 1 || (ts[c].second == 0 && ts[c - 1].second == 0)));
+      }
+      CHECK(tn[3].first == ts[3].first);
+      CHECK(tn[3].second == ts[3].second + 1);
+      // Only episode 5 (11 steps) and the end of episode 4 fit in the ring.
+      CHECK(ts[3].first >= 4);
+      // The terminal flag is set exactly on each episode's last transition.
+      const int length = std::vector<int>{7, 9, 4, 6, 11}[ts[3].first - 1];
+      CHECK((terminated[i] == 1.0f) == (tn[3].second == length));
+      ++seen[ts[3]];
+    }
+  }
+  // Every stored transition whose history is intact gets sampled.
+  CHECK(seen.size() >= 11);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed", B, replay_seeded) {
+  Context<B> ctx;
+  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2});
+  fill_episodes(memory, {20, 20, 20});
+  rl::ReplayBatch<B> a, b;
+  Rng r1(99), r2(99), r3(100);
+  memory.sample(ctx, r1, 16, a);
+  memory.sample(ctx, r2, 16, b);
+  CHECK(to_host(ctx, a.states) == to_host(ctx, b.states));
+  CHECK(to_host(ctx, a.actions) == to_host(ctx, b.actions));
+  memory.sample(ctx, r3, 16, b);
+  CHECK(to_host(ctx, a.states) != to_host(ctx, b.states));
+}
+
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its input", B, replay_size) {
+  const rl::ReplayConfig million{1000000, {84, 84, 1}, 4};
+  const auto bytes = rl::ReplayMemory<B>::bytes_required(million);
+  CHECK(bytes > 7'000'000'000ULL);
+  CHECK(bytes < 7'100'000'000ULL);  // frames stored once: 84*84 bytes + 8 of metadata each
+  rl::ReplayMemory<B> memory({8, {1, 2, 1}, 4});
+  TaggedFrames f;
+  CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, f.make(1, 1)), doctest::Contains("begin_episode"), Error);
+  const std::uint8_t wrong[4] = {};
+  CHECK_THROWS_AS(memory.begin_episode({wrong, {2, 2, 1}}), Error);
+  CHECK_THROWS_AS(rl::ReplayMemory<B>({8, {2, 2, 3}, 4}), Error);
+  Context<B> ctx;
+  Rng rng(1);
+  rl::ReplayBatch<B> batch;
+  CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, batch), doctest::Contains("too few"), Error);
+}
+
+TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
