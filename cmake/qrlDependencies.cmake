@@ -7,6 +7,8 @@ include_guard(GLOBAL)
 # would spin its own threads against them on a small machine.
 function(qrl_find_cpu_dependencies)
   find_package(OpenMP REQUIRED COMPONENTS CXX)
+  # nlohmann/json: header-only, for safetensors headers and JSON output.
+  find_package(nlohmann_json 3.10 REQUIRED)
   if(TARGET qrl::openblas)
     return()
   endif()

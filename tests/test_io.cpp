@@ -1,0 +1,83 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <qrl/nn/models.hpp>
+#include <qrl/nn/serialize.hpp>
+
+#include "test_support.hpp"
+
+using namespace qrl;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+  fs::path path;
+  TempDir() : path(fs::temp_directory_path() / ("qrl_test_" + std::to_string(::getpid()))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write_raw(const fs::path& p, const std::string& json, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((std::uint64_t(json.size()) >> (8 * i)) & 0xff);
+  out += json + data;
+  std::ofstream(p, std::ios::binary) << out;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("weights round-trip through safetensors under PyTorch names", B, weights_roundtrip) {
+  TempDir dir;
+  Context<B> ctx;
+  Rng rng(4);
+  auto net = nn::tutorial_dqn<B>(4, 80, 80, 2);
+  net.initialize(ctx, rng, nn::Init::pytorch_default);
+  nn::save_weights(ctx, net, dir.path / "w.safetensors", {{"game", "flappy"}});
+  auto raw = io::load_safetensors(dir.path / "w.safetensors");
+  CHECK(raw.tensors.count("0.weight") == 1);
+  CHECK(raw.tensors.at("0.weight").shape == std::vector<std::int64_t>{32, 4, 8, 8});
+  CHECK(raw.tensors.count("12.bias") == 1);  // the last Dense sits at index 12 of the Sequential
+  CHECK(raw.metadata.at("game") == "flappy");
+
+  auto other = nn::tutorial_dqn<B>(4, 80, 80, 2);
+  Rng rng2(5);
+  other.initialize(ctx, rng2, nn::Init::pytorch_default);
+  nn::load_weights(ctx, other, dir.path / "w.safetensors");
+  auto a = net.parameters(), b = other.parameters();
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(to_host(ctx, *a[i].value) == to_host(ctx, *b[i].value));
+
+  auto wrong = nn::tutorial_dqn<B>(4, 80, 80, 3);
+  CHECK_THROWS_WITH_AS(nn::load_weights(ctx, wrong, dir.path / "w.safetensors"),
+                       doctest::Contains("does not have the network's shape"), ShapeError);
+  CHECK_THROWS_WITH_AS(nn::load_weights(ctx, wrong, dir.path / "missing.safetensors"),
+                       doctest::Contains("no such file"), Error);
+}
+
+TEST_CASE("safetensors reader rejects hostile files with a clear message") {
+  TempDir dir;
+  const auto p = dir.path / "bad.safetensors";
+  const std::string four_floats(16, '\0');
+  auto expect = [&](const std::string& json, const std::string& data, const char* message) {
+    write_raw(p, json, data);
+    CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains(message), Error);
+  };
+  expect(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", "", "outside");
+  expect(R"({"a":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}})", four_floats, "shape needs");
+  expect(R"({"a":{"dtype":"F16","shape":[8],"data_offsets":[0,16]}})", four_floats, "dtype F16");
+  expect(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+         std::string(12, '\0'), "overlap");
+  expect(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", four_floats, "belong to no tensor");
+  expect(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+         four_floats, "appears twice");
+  expect(R"([1,2,3])", "", "must be a JSON object");
+  expect(R"({"a":)", "", "not valid JSON");
+  expect(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", "", "non-negative integer");
+  std::ofstream(p, std::ios::binary) << std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8);
+  CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains("exceeds"), Error);
+  std::ofstream(p, std::ios::binary) << "abc";
+  CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains("not a safetensors file"), Error);
+}
+
+TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);
