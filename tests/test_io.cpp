@@ -63,7 +63,8 @@ TEST_CASE("safetensors reader rejects hostile files with a clear message") {
     write_raw(p, json, data);
     CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains(message), Error);
   };
-  expect(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", "", "outside");
+  expect(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", "", "larger than the file");
+  expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", std::string(4, '\0'), "outside");
   expect(R"({"a":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}})", four_floats, "shape needs");
   expect(R"({"a":{"dtype":"F16","shape":[8],"data_offsets":[0,16]}})", four_floats, "dtype F16");
   expect(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
