@@ -1,0 +1,112 @@
+#pragma once
+// Pieces every example binary shares: the progress line, the episode log, the
+// eval summary JSON and one-line error reporting.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include <qrl/core/error.hpp>
+#include <qrl/rl/trainer.hpp>
+
+namespace qrl::examples {
+
+inline std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s / 60 % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%llds", s);
+  return buf;
+}
+
+// One line per report: what a person watching training wants to see.
+inline std::string progress_line(const rl::Progress& p, std::int64_t total_steps) {
+  const double remaining = p.steps_per_second > 0 ? (total_steps - p.step) / p.steps_per_second : -1.0;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "step %lld/%lld | %.0f steps/s | ETA %s | episodes %lld | mean score %.2f (max %.0f) | "
+                "mean return %.2f | eps %.4f | loss %.4g | q %.3g | updates %lld",
+                static_cast<long long>(p.step), static_cast<long long>(total_steps), p.steps_per_second,
+                format_duration(remaining).c_str(), static_cast<long long>(p.episodes), p.mean_score, p.max_score,
+                p.mean_return, p.epsilon, p.last_update.loss, p.last_update.q_mean,
+                static_cast<long long>(p.updates));
+  return buf;
+}
+
+// episodes.csv: one row per finished training episode.
+class EpisodeLog {
+ public:
+  explicit EpisodeLog(const std::filesystem::path& path) : out_(path) {
+    require(static_cast<bool>(out_), "cannot write ", path.string());
+    out_ << "episode,end_step,return,length,score,truncated,wall_seconds\n";
+  }
+  void write(const rl::EpisodeRecord& e) {
+    out_ << e.index << ',' << e.end_step << ',' << e.episode_return << ',' << e.length << ',' << e.score << ','
+         << (e.truncated ? 1 : 0) << ',' << e.wall_seconds << '\n';
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+struct EvalSummary {
+  std::string policy;
+  std::uint64_t first_seed = 0;
+  std::vector<double> scores;
+  std::vector<double> returns;
+
+  double mean_score() const {
+    double s = 0;
+    for (double x : scores) s += x;
+    return scores.empty() ? 0.0 : s / scores.size();
+  }
+  double max_score() const { return scores.empty() ? 0.0 : *std::max_element(scores.begin(), scores.end()); }
+
+  std::string json() const {
+    nlohmann::ordered_json j;
+    j["episodes"] = scores.size();
+    j["mean_score"] = mean_score();
+    j["max_score"] = max_score();
+    j["scores"] = scores;
+    j["policy"] = policy;
+    j["first_seed"] = first_seed;
+    return j.dump();
+  }
+};
+
+// Runs `body`, turning any qrl or std error into one line on stderr and exit
+// code 1, and CLI11's parse errors into one line and its exit code.
+template <class Body>
+int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& body) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << program << ": error: " << e.what() << " (run '" << program << " --help' for usage)\n";
+    return e.get_exit_code() ? e.get_exit_code() : 2;
+  }
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::cerr << program << ": error: " << e.what() << '\n';
+    return 1;
+  }
+}
+
+}  // namespace qrl::examples
