@@ -42,7 +42,7 @@ std::array<std::uint8_t, 3> rgb(qrl::envs::Rgb8 c) { return {c.r, c.g, c.b}; }
 }  // namespace
 
 TEST_SUITE("flappy") {
-  TEST_CASE("contract: shapes, action count, config checks") {
+  TEST_CASE("flappy: contract - shapes and action count and config checks") {
     FlappyBird env;
     CHECK(env.action_count() == 2);
     CHECK(env.observation_shape() == qrl::env::FrameShape{80, 80, 1});
@@ -58,7 +58,7 @@ TEST_SUITE("flappy") {
     CHECK_THROWS_AS(FlappyBird{config}, qrl::Error);
   }
 
-  TEST_CASE("same seed and actions give identical episodes; other seeds differ") {
+  TEST_CASE("flappy: same seed and actions give identical episodes and other seeds differ") {
     FlappyBird a, b, c;
     a.reset(123);
     b.reset(123);
@@ -99,7 +99,7 @@ TEST_SUITE("flappy") {
     CHECK(gaps5 != gaps6);
   }
 
-  TEST_CASE("free fall crashes on the ground at frame 31") {
+  TEST_CASE("flappy: free fall crashes on the ground at frame 31") {
     // Start: y = 244, velocity -9 (mainGame's start). Gravity makes the
     // velocities of frames 1..19 equal -8..10, summing to -36 + 55 = 19, so
     // y = 263 after 19 frames (208 after 9, at the apex). Then +10 a frame:
@@ -127,7 +127,7 @@ TEST_SUITE("flappy") {
     CHECK(crash.info.score == 0);
   }
 
-  TEST_CASE("a flap sets velocity -9 and is ignored above the ceiling") {
+  TEST_CASE("flappy: a flap sets velocity -9 and is ignored above the ceiling") {
     FlappyBird env;
     env.reset(3);
     env.step(1);
@@ -153,7 +153,7 @@ TEST_SUITE("flappy") {
     CHECK(env.bird_y() == -61);
   }
 
-  TEST_CASE("pipes follow mainGame: start, spawn at 298, removal, gap range") {
+  TEST_CASE("flappy: pipes follow mainGame - start and spawn at 298 and removal and gap range") {
     FlappyBird env;
     env.reset(11);
     REQUIRE(env.pipes().size() == 2);
@@ -190,7 +190,7 @@ TEST_SUITE("flappy") {
     CHECK(max_gap - min_gap > 100);
   }
 
-  TEST_CASE("scripted controller passes pipes; rewards follow the tutorial") {
+  TEST_CASE("flappy: scripted controller passes pipes and rewards follow the tutorial") {
     FlappyBird env;
     env.reset(2024);
     int score = 0;
@@ -216,7 +216,7 @@ TEST_SUITE("flappy") {
     CHECK(env.score() == score);
   }
 
-  TEST_CASE("uniform random policy scores about zero and always terminates") {
+  TEST_CASE("flappy: uniform random policy scores about zero and always terminates") {
     FlappyBird env;
     qrl::Rng policy(7);
     double total_score = 0.0;
@@ -235,7 +235,7 @@ TEST_SUITE("flappy") {
     CHECK(total_score / 20 < 1.0);
   }
 
-  TEST_CASE("analytic observation equals preprocess(render_rgb()) on every pixel") {
+  TEST_CASE("flappy: analytic observation equals preprocess(render_rgb()) on every pixel") {
     FlappyBirdConfig gray80, gray84, binary, odd;
     gray84.observation_height = gray84.observation_width = 84;
     binary.threshold = 140;
@@ -284,7 +284,7 @@ TEST_SUITE("flappy") {
     }
   }
 
-  TEST_CASE("observation shows the scene with the right gray levels") {
+  TEST_CASE("flappy: observation shows the scene with the right gray levels") {
     FlappyBird env;
     const auto first = bytes_of(env.reset(4));
     // Output pixel (49, 17) covers rows 247.5..252.5 and cols 61.2..64.8, all
@@ -309,7 +309,7 @@ TEST_SUITE("flappy") {
     CHECK(sorted.size() >= 4);  // sky, pipe, rim, bird and their blends
   }
 
-  TEST_CASE("render_rgb draws sky, ground, bird and pipes") {
+  TEST_CASE("flappy: render_rgb draws sky and ground and bird and pipes") {
     FlappyBird env;
     env.reset(8);
     auto frame = env.render_rgb();
@@ -338,7 +338,7 @@ TEST_SUITE("flappy") {
     CHECK(pixel(frame, 420, mid) == rgb(FlappyBird::kGroundColor));  // the ground hides the pipe
   }
 
-  TEST_CASE("stepping a finished episode or before reset throws; invalid actions throw") {
+  TEST_CASE("flappy: stepping a finished episode or before reset throws and invalid actions throw") {
     FlappyBird env;
     CHECK_THROWS_WITH_AS(env.step(0), doctest::Contains("call reset"), qrl::Error);
     env.reset(1);
@@ -352,7 +352,7 @@ TEST_SUITE("flappy") {
     CHECK_NOTHROW(env.step(0));
   }
 
-  TEST_CASE("max_steps and max_score truncate without terminating") {
+  TEST_CASE("flappy: max_steps and max_score truncate without terminating") {
     FlappyBirdConfig config;
     config.max_steps = 5;
     FlappyBird env(config);

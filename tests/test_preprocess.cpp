@@ -92,7 +92,7 @@ std::vector<double> area_reference(const Image& image, CropRect crop, int out_he
 }  // namespace
 
 TEST_SUITE("preprocess") {
-  TEST_CASE("4x4 gray-coloured RGB frame averages 2x2 blocks") {
+  TEST_CASE("preprocess: 4x4 gray-coloured RGB frame averages 2x2 blocks") {
     // Gray pixels (R = G = B) have luma equal to their level since the
     // BT.601 weights sum to 1.
     const Image image = gray_image(4, 4,
@@ -105,7 +105,7 @@ TEST_SUITE("preprocess") {
     CHECK(run(image, spec_for(PixelLayout::Rgb, 2, 2)) == std::vector<int>{25, 125, 1, 255});
   }
 
-  TEST_CASE("BT.601 weights on pure primaries") {
+  TEST_CASE("preprocess: BT.601 weights on pure primaries") {
     // 0.299*255 = 76.245, 0.587*255 = 149.685, 0.114*255 = 29.07.
     CHECK(run(uniform_rgb(4, 4, 255, 0, 0), spec_for(PixelLayout::Rgb, 2, 2)) == std::vector<int>(4, 76));
     CHECK(run(uniform_rgb(4, 4, 0, 255, 0), spec_for(PixelLayout::Rgb, 2, 2)) == std::vector<int>(4, 150));
@@ -114,7 +114,7 @@ TEST_SUITE("preprocess") {
     CHECK(run(uniform_rgb(7, 9, 200, 100, 50), spec_for(PixelLayout::Rgb, 3, 4)) == std::vector<int>(12, 124));
   }
 
-  TEST_CASE("box filter uses fractional edge weights") {
+  TEST_CASE("preprocess: box filter uses fractional edge weights") {
     // 3 -> 2: each output covers 1.5 pixels. (30 + 0.5*60)/1.5 = 40, (0.5*60 + 90)/1.5 = 80.
     CHECK(run(gray_image(1, 3, {30, 60, 90}, PixelLayout::Gray), spec_for(PixelLayout::Gray, 1, 2)) ==
           std::vector<int>{40, 80});
@@ -127,7 +127,7 @@ TEST_SUITE("preprocess") {
           std::vector<int>{10, 10, 10, 10});
   }
 
-  TEST_CASE("rounding is to nearest, halves up") {
+  TEST_CASE("preprocess: rounding is to nearest and halves up") {
     CHECK(run(gray_image(1, 2, {0, 1}, PixelLayout::Gray), spec_for(PixelLayout::Gray, 1, 1)) == std::vector<int>{1});
     CHECK(run(gray_image(1, 2, {2, 3}, PixelLayout::Gray), spec_for(PixelLayout::Gray, 1, 1)) == std::vector<int>{3});
     // (0 + 0 + 1) / 3 = 0.33 -> 0, (1 + 1 + 0) / 3 = 0.67 -> 1.
@@ -135,7 +135,7 @@ TEST_SUITE("preprocess") {
           std::vector<int>{0, 1});
   }
 
-  TEST_CASE("crop selects the rectangle, also with a padded row pitch") {
+  TEST_CASE("preprocess: crop selects the rectangle even with a padded row pitch") {
     std::vector<int> levels;
     for (int y = 0; y < 6; ++y)
       for (int x = 0; x < 6; ++x) levels.push_back(10 * y + x);
@@ -159,7 +159,7 @@ TEST_SUITE("preprocess") {
     CHECK(std::vector<int>(out.begin(), out.end()) == std::vector<int>{33, 34, 35, 43, 44, 45, 53, 54, 55});
   }
 
-  TEST_CASE("threshold is strict and off by default") {
+  TEST_CASE("preprocess: threshold is strict and off by default") {
     const Image image = gray_image(4, 4, {10, 20, 100, 100, 30, 40, 100, 200, 0, 0, 255, 255, 0, 4, 255, 254},
                                    PixelLayout::Rgb);
     PreprocessSpec spec = spec_for(PixelLayout::Rgb, 2, 2);  // gray levels 25, 125, 1, 255
@@ -174,7 +174,7 @@ TEST_SUITE("preprocess") {
     CHECK(run(image, spec) == std::vector<int>{0, 0, 0, 0});
   }
 
-  TEST_CASE("RGBA and BGRA give the gray of the same RGB colour") {
+  TEST_CASE("preprocess: RGBA and BGRA give the gray of the same RGB colour") {
     const Image rgb = random_rgb(37, 53, 11);
     Image rgba{{37, 53, 4}, {}}, bgra{{37, 53, 4}, {}};
     qrl::Rng alpha(5);
@@ -192,7 +192,7 @@ TEST_SUITE("preprocess") {
     CHECK(run(Image{{1, 1, 4}, {50, 100, 200, 9}}, spec_for(PixelLayout::Bgra, 1, 1)) == std::vector<int>{124});
   }
 
-  TEST_CASE("matches an independent floating-point area resize within 1") {
+  TEST_CASE("preprocess: matches an independent floating-point area resize within 1") {
     const Image image = random_rgb(512, 288, 2024);
     double norm = 0.0;
     for (auto byte : image.data) norm += byte;
@@ -212,7 +212,7 @@ TEST_SUITE("preprocess") {
     }
   }
 
-  TEST_CASE("upscaling falls back to bilinear with half-pixel centres") {
+  TEST_CASE("preprocess: upscaling falls back to bilinear with half-pixel centres") {
     // Output centres map to source x = -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1).
     CHECK(run(gray_image(1, 2, {0, 100}, PixelLayout::Gray), spec_for(PixelLayout::Gray, 1, 4)) ==
           std::vector<int>{0, 25, 75, 100});
@@ -221,7 +221,7 @@ TEST_SUITE("preprocess") {
           std::vector<int>{50, 75, 125, 150});
   }
 
-  TEST_CASE("batched preprocess equals one call per frame") {
+  TEST_CASE("preprocess: batched preprocess equals one call per frame") {
     const Image a = random_rgb(60, 40, 1), b = random_rgb(45, 70, 2), c = uniform_rgb(10, 10, 0, 255, 0);
     const PreprocessSpec spec = spec_for(PixelLayout::Rgb, 12, 9);
     const std::vector<FrameView> views{a.view(), b.view(), c.view()};
@@ -236,7 +236,7 @@ TEST_SUITE("preprocess") {
     CHECK(batch.back() == 150);
   }
 
-  TEST_CASE("invalid specs throw qrl::Error with a clear message") {
+  TEST_CASE("preprocess: invalid specs throw qrl::Error with a clear message") {
     const Image image = random_rgb(10, 12, 3);
     std::vector<std::uint8_t> out(64 * 64);
     auto attempt = [&](PreprocessSpec spec, FrameView view) { qrl::env::preprocess(view, spec, out.data()); };
