@@ -36,7 +36,7 @@ struct Options {
   float learning_rate = 1e-4f;
   float gamma = 0.99f;
   std::int64_t learning_starts = 10000;
-  int train_frequency = 2;
+  int train_frequency = 4;
   std::int64_t target_update = 2000;
   bool double_dqn = true;
   std::string loss = "huber";

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages qrl needs to build and test, skipping those
+# already present. Uses sudo when not root. Debian 12 (bookworm) or newer.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev   # SGEMM; the OpenMP build shares qrl's thread pool
+  nlohmann-json3-dev       # safetensors headers, JSON output
+  libcli11-dev             # example command lines
+  doctest-dev              # tests
+  python3                  # test helpers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "setup: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
