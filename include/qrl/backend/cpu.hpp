@@ -87,7 +87,7 @@ struct backend_traits<cpu> {
 
   // y[r, c] += bias[c]
   static void bias_add_rows(Context&, float* y, const float* bias, std::int64_t rows, std::int64_t cols) {
-#pragma omp parallel for if (rows * cols > 32768)
+#pragma omp parallel for if (worth_threads(rows * cols))
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
   }
@@ -102,19 +102,19 @@ struct backend_traits<cpu> {
   static void relu_forward(Context&, const float* x, float* y, std::size_t n) {
     const kernels::ReluForward f;
     const auto count = static_cast<std::int64_t>(n);
-#pragma omp parallel for simd if (count > 65536)
+#pragma omp parallel for simd if (worth_threads(count))
     for (std::int64_t i = 0; i < count; ++i) y[i] = f(x[i]);
   }
   static void relu_backward(Context&, const float* y, const float* grad_y, float* grad_x, std::size_t n) {
     const kernels::ReluBackward f;
     const auto count = static_cast<std::int64_t>(n);
-#pragma omp parallel for simd if (count > 65536)
+#pragma omp parallel for simd if (worth_threads(count))
     for (std::int64_t i = 0; i < count; ++i) grad_x[i] = f(y[i], grad_y[i]);
   }
   static void u8_to_float(Context&, const std::uint8_t* src, float* dst, std::size_t n, float scale) {
     const kernels::ByteToUnitFloat f{scale};
     const auto count = static_cast<std::int64_t>(n);
-#pragma omp parallel for simd if (count > 65536)
+#pragma omp parallel for simd if (worth_threads(count))
     for (std::int64_t i = 0; i < count; ++i) dst[i] = f(src[i]);
   }
   static void argmax_rows(Context&, const float* x, int rows, int cols, std::int32_t* out) {
@@ -123,6 +123,11 @@ struct backend_traits<cpu> {
       out[r] = static_cast<std::int32_t>(std::max_element(row, row + cols) - row);
     }
   }
+
+  // A parallel region costs microseconds, and far more when another process
+  // holds a core and a thread is descheduled at the barrier: small layers
+  // (acting on one state, small tasks) run on one thread.
+  static bool worth_threads(std::int64_t elements) { return elements >= (std::int64_t{1} << 16); }
 
   // ---- convolution (im2col + SGEMM over the whole batch) ---------------------
   // Columns are laid out [patch, batch * out_pixels] so one GEMM covers the
@@ -135,7 +140,7 @@ struct backend_traits<cpu> {
     float* y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);  // [out_channels, batch*pixels]
     gemm(ctx, false, false, g.out_channels, static_cast<int>(cols), static_cast<int>(patch), 1.0f, w,
          static_cast<int>(patch), state.columns.data(), static_cast<int>(cols), 0.0f, y_t, static_cast<int>(cols));
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
     for (int n = 0; n < g.batch; ++n)
       for (int oc = 0; oc < g.out_channels; ++oc) {
         const float* src = y_t + oc * cols + n * pixels;
@@ -151,14 +156,14 @@ struct backend_traits<cpu> {
                               const float* grad_y, float* grad_x, float* grad_w, float* grad_bias) {
     const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
     float* grad_y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
     for (int oc = 0; oc < g.out_channels; ++oc)
       for (int n = 0; n < g.batch; ++n) {
         const float* src = grad_y + (std::int64_t{n} * g.out_channels + oc) * pixels;
         std::copy_n(src, pixels, grad_y_t + oc * cols + n * pixels);
       }
     if (grad_bias) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(g.output_size()))
       for (int oc = 0; oc < g.out_channels; ++oc) {
         float sum = 0.0f;
         const float* row = grad_y_t + oc * cols;
@@ -178,7 +183,7 @@ struct backend_traits<cpu> {
 
   static void im2col(const Conv2dGeometry& g, const float* x, float* columns) {
     const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(patch * cols))
     for (std::int64_t r = 0; r < patch; ++r)
       for (int n = 0; n < g.batch; ++n) {
         const int c = static_cast<int>(r / (g.kernel_h * g.kernel_w));
@@ -204,7 +209,7 @@ struct backend_traits<cpu> {
 
   static void col2im(const Conv2dGeometry& g, const float* columns, float* grad_x) {
     const std::int64_t pixels = g.output_pixels(), cols = g.batch * pixels;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(g.patch_size() * cols))
     for (int n = 0; n < g.batch; ++n)
       for (int c = 0; c < g.in_channels; ++c) {
         float* plane = grad_x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
@@ -228,7 +233,7 @@ struct backend_traits<cpu> {
 
   // ---- max pooling -----------------------------------------------------------
   static void maxpool2d_forward(Context&, const Pool2dGeometry& g, const float* x, float* y, std::int32_t* argmax) {
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(g.input_size()))
     for (int n = 0; n < g.batch; ++n)
       for (int c = 0; c < g.channels; ++c) {
         const std::int64_t plane = std::int64_t{n} * g.channels + c;
@@ -259,7 +264,7 @@ struct backend_traits<cpu> {
   }
   static void maxpool2d_backward(Context&, const Pool2dGeometry& g, const float* grad_y, const std::int32_t* argmax,
                                  float* grad_x) {
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(g.input_size()))
     for (int n = 0; n < g.batch; ++n)
       for (int c = 0; c < g.channels; ++c) {
         const std::int64_t plane = std::int64_t{n} * g.channels + c;
@@ -327,7 +332,7 @@ struct backend_traits<cpu> {
     double sum = 0.0;
     for (const auto& p : params) {
       double part = 0.0;
-#pragma omp parallel for reduction(+ : part) if (p.size > 65536)
+#pragma omp parallel for reduction(+ : part) if (worth_threads(p.size))
       for (std::int64_t i = 0; i < p.size; ++i) part += double(p.grad[i]) * p.grad[i];
       sum += part;
     }
@@ -345,7 +350,7 @@ struct backend_traits<cpu> {
       const float* grad = params[t].grad;
       float* m = first_moments[t];
       float* v = second_moments[t];
-#pragma omp parallel for simd if (params[t].size > 65536)
+#pragma omp parallel for simd if (worth_threads(params[t].size))
       for (std::int64_t i = 0; i < params[t].size; ++i) update(value[i], grad[i], m[i], v[i], scale);
     }
   }
