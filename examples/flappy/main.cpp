@@ -240,13 +240,13 @@ int main(int argc, char** argv) {
   eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
-  o.episodes = 10;
 
   return examples::run_main("flappy", app, argc, argv, [&] {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o);
-      if (o.weights.empty() == false) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      // load_weights reports a missing file too, but --policy random never loads it.
+      if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
   });

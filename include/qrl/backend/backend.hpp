@@ -43,7 +43,4 @@ concept Backend = requires {
   backend_traits<B>::argmax_rows(ctx, cf, 1, 1, i32);
 };
 
-// Row-major matrix geometry for the GEMMs the layers issue.
-enum class Transpose : bool { no = false, yes = true };
-
 }  // namespace qrl

@@ -3,7 +3,6 @@
 // through im2col), OpenMP loops over the element functors in qrl/kernels for
 // everything else. Plain C++; no CUDA header is reachable from here.
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -34,14 +33,13 @@ struct backend_traits<cpu> {
   // Scratch memory reused across calls; grows to the largest request.
   class Context {
    public:
-    float* scratch(std::size_t count, int slot) {
-      auto& buffer = scratch_[slot];
-      if (buffer.size() < count) buffer.resize(count);
-      return buffer.data();
+    float* scratch(std::size_t count) {
+      if (scratch_.size() < count) scratch_.resize(count);
+      return scratch_.data();
     }
 
    private:
-    std::vector<float> scratch_[2];
+    std::vector<float> scratch_;
   };
 
   // im2col columns of the last forward, reused by the backward pass.
@@ -137,7 +135,7 @@ struct backend_traits<cpu> {
     const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
     state.columns.resize(static_cast<std::size_t>(patch * cols));
     im2col(g, x, state.columns.data());
-    float* y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);  // [out_channels, batch*pixels]
+    float* y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols));  // [out_channels, batch*pixels]
     gemm(ctx, false, false, g.out_channels, static_cast<int>(cols), static_cast<int>(patch), 1.0f, w,
          static_cast<int>(patch), state.columns.data(), static_cast<int>(cols), 0.0f, y_t, static_cast<int>(cols));
 #pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
@@ -155,7 +153,7 @@ struct backend_traits<cpu> {
   static void conv2d_backward(Context& ctx, Conv2dState& state, const Conv2dGeometry& g, const float* w,
                               const float* grad_y, float* grad_x, float* grad_w, float* grad_bias) {
     const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
-    float* grad_y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols), 0);
+    float* grad_y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols));
 #pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
     for (int oc = 0; oc < g.out_channels; ++oc)
       for (int n = 0; n < g.batch; ++n) {

@@ -27,8 +27,9 @@ inline const char* to_string(Init init) {
   return "?";
 }
 
-// A trainable tensor and its gradient, named as PyTorch names them inside a
-// module ("weight", "bias") so checkpoints map one-to-one onto a state_dict.
+// A trainable tensor and its gradient, named as PyTorch names them: "weight"
+// inside a layer, "3.weight" inside a Sequential, so checkpoints map
+// one-to-one onto a state_dict.
 template <Backend B>
 struct Parameter {
   std::string name;

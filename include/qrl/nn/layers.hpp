@@ -10,6 +10,36 @@
 
 namespace qrl::nn {
 
+namespace detail {
+
+inline void require_nchw(const Shape& in, const std::string& layer) {
+  require_shape(in.rank() == 4, layer, " expects NCHW input (4 dimensions), got ", in.str());
+}
+
+// The spatial part convolution and pooling share: batch, input extents,
+// square kernel and stride, and the padding's output extents.
+template <class Geometry>
+void plan_window(Geometry& g, const Shape& in, int kernel, int stride, Padding padding, const std::string& layer) {
+  require_nchw(in, layer);
+  g.batch = static_cast<int>(in[0]);
+  g.in_h = static_cast<int>(in[2]);
+  g.in_w = static_cast<int>(in[3]);
+  g.kernel_h = g.kernel_w = kernel;
+  g.stride_h = g.stride_w = stride;
+  try {
+    const auto h = padded_extent(g.in_h, kernel, stride, padding);
+    const auto w = padded_extent(g.in_w, kernel, stride, padding);
+    g.out_h = h.out;
+    g.pad_top = h.pad_before;
+    g.out_w = w.out;
+    g.pad_left = w.pad_before;
+  } catch (const ShapeError& e) {
+    throw ShapeError(qrl::detail::concat(layer, ": ", e.what(), " (input shape ", in.str(), ")"));
+  }
+}
+
+}  // namespace detail
+
 // 2-D convolution over NCHW input, weights [out, in, kh, kw] as in PyTorch.
 template <Backend B>
 class Conv2d final : public Layer<B> {
@@ -29,10 +59,13 @@ class Conv2d final : public Layer<B> {
                           ", padding=", to_string(padding_), ")");
   }
 
-  Shape output_shape(const Shape& in) const override { return make_geometry(in).output_shape(); }
+  Shape output_shape(const Shape& in) const override {
+    const auto g = make_geometry(in);
+    return {g.batch, g.out_channels, g.out_h, g.out_w};
+  }
 
   TensorView<B, const float> forward(Context<B>& ctx, TensorView<B, const float> x) override {
-    geometry_ = make_geometry(x.shape()).geometry;
+    geometry_ = make_geometry(x.shape());
     output_.resize({geometry_.batch, out_channels_, geometry_.out_h, geometry_.out_w});
     backend_traits<B>::conv2d_forward(ctx, state_, geometry_, x.data(), weight_.data(), bias_.data(), output_.data());
     return output_.view();
@@ -67,34 +100,15 @@ class Conv2d final : public Layer<B> {
   }
 
  private:
-  struct Planned {
-    Conv2dGeometry geometry;
-    Shape output_shape() const { return {geometry.batch, geometry.out_channels, geometry.out_h, geometry.out_w}; }
-  };
-
-  Planned make_geometry(const Shape& in) const {
-    require_shape(in.rank() == 4, describe(), " expects NCHW input (4 dimensions), got ", in.str());
+  Conv2dGeometry make_geometry(const Shape& in) const {
+    detail::require_nchw(in, describe());
     require_shape(in[1] == in_channels_, describe(), " expects ", in_channels_, " input channels, got ", in[1],
                   " (input shape ", in.str(), ")");
     Conv2dGeometry g;
-    g.batch = static_cast<int>(in[0]);
     g.in_channels = in_channels_;
-    g.in_h = static_cast<int>(in[2]);
-    g.in_w = static_cast<int>(in[3]);
     g.out_channels = out_channels_;
-    g.kernel_h = g.kernel_w = kernel_;
-    g.stride_h = g.stride_w = stride_;
-    try {
-      const auto h = padded_extent(g.in_h, kernel_, stride_, padding_);
-      const auto w = padded_extent(g.in_w, kernel_, stride_, padding_);
-      g.out_h = h.out;
-      g.pad_top = h.pad_before;
-      g.out_w = w.out;
-      g.pad_left = w.pad_before;
-    } catch (const ShapeError& e) {
-      throw ShapeError(qrl::detail::concat(describe(), ": ", e.what(), " (input shape ", in.str(), ")"));
-    }
-    return {g};
+    detail::plan_window(g, in, kernel_, stride_, padding_, describe());
+    return g;
   }
 
   int in_channels_, out_channels_, kernel_, stride_;
@@ -147,24 +161,9 @@ class MaxPool2d final : public Layer<B> {
 
  private:
   Pool2dGeometry make_geometry(const Shape& in) const {
-    require_shape(in.rank() == 4, describe(), " expects NCHW input (4 dimensions), got ", in.str());
     Pool2dGeometry g;
-    g.batch = static_cast<int>(in[0]);
+    detail::plan_window(g, in, kernel_, stride_, padding_, describe());
     g.channels = static_cast<int>(in[1]);
-    g.in_h = static_cast<int>(in[2]);
-    g.in_w = static_cast<int>(in[3]);
-    g.kernel_h = g.kernel_w = kernel_;
-    g.stride_h = g.stride_w = stride_;
-    try {
-      const auto h = padded_extent(g.in_h, kernel_, stride_, padding_);
-      const auto w = padded_extent(g.in_w, kernel_, stride_, padding_);
-      g.out_h = h.out;
-      g.pad_top = h.pad_before;
-      g.out_w = w.out;
-      g.pad_left = w.pad_before;
-    } catch (const ShapeError& e) {
-      throw ShapeError(qrl::detail::concat(describe(), ": ", e.what(), " (input shape ", in.str(), ")"));
-    }
     return g;
   }
 

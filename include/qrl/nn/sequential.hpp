@@ -10,16 +10,6 @@
 
 namespace qrl::nn {
 
-// A named parameter of a network: "<layer index>.weight" as in a PyTorch
-// nn.Sequential state_dict, so a qrl checkpoint loads into the same
-// torch.nn.Sequential without renaming.
-template <Backend B>
-struct NamedParameter {
-  std::string name;
-  Tensor<B, float>* value = nullptr;
-  Tensor<B, float>* grad = nullptr;
-};
-
 template <Backend B>
 class Sequential {
  public:
@@ -64,8 +54,10 @@ class Sequential {
     for (std::size_t i = layers_.size(); i-- > 0;) grad = layers_[i]->backward(ctx, grad, i > 0);
   }
 
-  std::vector<NamedParameter<B>> parameters() {
-    std::vector<NamedParameter<B>> out;
+  // Named "<layer index>.weight" as in a PyTorch nn.Sequential state_dict, so a
+  // qrl checkpoint loads into the same torch.nn.Sequential without renaming.
+  std::vector<Parameter<B>> parameters() {
+    std::vector<Parameter<B>> out;
     for (std::size_t i = 0; i < layers_.size(); ++i)
       for (auto& p : layers_[i]->parameters()) out.push_back({std::to_string(i) + "." + p.name, p.value, p.grad});
     return out;

@@ -39,7 +39,6 @@ std::map<std::string, std::string> load_weights(Context<B>& ctx, Sequential<B>& 
     auto it = file.tensors.find(p.name);
     require(it != file.tensors.end(), path.string(), ": no tensor '", p.name,
             "' — the file was saved for a different network");
-    Shape shape;
     require_shape(static_cast<int>(it->second.shape.size()) == p.value->shape().rank(), path.string(), ": tensor '",
                   p.name, "' has rank ", it->second.shape.size(), ", the network expects ", p.value->shape().str());
     bool same = true;

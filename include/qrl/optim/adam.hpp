@@ -28,7 +28,7 @@ struct AdamConfig {
 template <Backend B>
 class Adam {
  public:
-  Adam(Context<B>& ctx, nn::Sequential<B>& net, AdamConfig config) : net_(&net), config_(config) {
+  Adam(Context<B>& ctx, nn::Sequential<B>& net, AdamConfig config) : config_(config) {
     require(config.learning_rate > 0.0f && std::isfinite(config.learning_rate),
             "Adam: learning rate must be a positive number, got ", config.learning_rate);
     require(config.beta1 >= 0.0f && config.beta1 < 1.0f && config.beta2 >= 0.0f && config.beta2 < 1.0f,
@@ -71,7 +71,6 @@ class Adam {
   std::vector<Tensor<B, float>>& second_moments() { return second_; }
 
  private:
-  nn::Sequential<B>* net_;
   AdamConfig config_;
   std::int64_t steps_ = 0;
   std::vector<Tensor<B, float>> first_, second_;
