@@ -60,10 +60,7 @@ struct LayerGradCheck {
 
     std::vector<double> analytic, numeric;
     for (std::size_t i = 0; i < host_x.size(); ++i) {
-      auto plus = host_x, minus = host_x;
-      plus[i] += static_cast<float>(h);
-      minus[i] -= static_cast<float>(h);
-      numeric.push_back((loss_at(plus) - loss_at(minus)) / (2 * h));
+      numeric.push_back(test::central_difference(host_x, i, h, loss_at));
       analytic.push_back(grad_x[i]);
     }
     const double input_error = test::relative_error(analytic, numeric);
@@ -75,20 +72,16 @@ struct LayerGradCheck {
       auto& p = params[k];
       CHECK(test::norm(param_grads[k]) > 0.0);
       auto values = to_host(ctx, *p.value);
+      const auto loss_with = [&](const std::vector<float>& v) {
+        upload<B, float>(ctx, v, *p.value);
+        return loss_at(host_x);
+      };
       std::vector<double> pa, pn;
       for (std::size_t i = 0; i < values.size(); ++i) {
-        const float original = values[i];
-        values[i] = original + static_cast<float>(h);
-        upload<B, float>(ctx, values, *p.value);
-        const double lp = loss_at(host_x);
-        values[i] = original - static_cast<float>(h);
-        upload<B, float>(ctx, values, *p.value);
-        const double lm = loss_at(host_x);
-        values[i] = original;
-        upload<B, float>(ctx, values, *p.value);
-        pn.push_back((lp - lm) / (2 * h));
+        pn.push_back(test::central_difference(values, i, h, loss_with));
         pa.push_back(param_grads[k][i]);
       }
+      upload<B, float>(ctx, values, *p.value);
       const double error = test::relative_error(pa, pn);
       INFO(layer.describe(), " ", p.name, " gradient relative error ", error);
       CHECK(error < grad_tolerance);
@@ -162,6 +155,15 @@ TEST_CASE_TEMPLATE_DEFINE("Flatten passes values and gradients through in NCHW o
   nn::Flatten<B> flatten;
   CHECK(flatten.output_shape({2, 3, 4, 5}) == Shape{2, 60});
   check.run(flatten, {2, 3, 4, 5}, [&](std::size_t n) { return check.normal(n); });
+  // Row n of the output is image n's C*H*W values in NCHW order, as torch.flatten(x, 1).
+  std::vector<float> values(2 * 3 * 4 * 5);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  auto x = from_host<B, float>(check.ctx, values, {2, 3, 4, 5});
+  const auto y = flatten.forward(check.ctx, x.view());
+  CHECK(y.shape() == Shape{2, 60});
+  const auto flat = to_host(check.ctx, y);
+  CHECK(flat[61] == 61.0f);  // n=1, c=0, h=0, w=1
+  CHECK(flat == values);
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Sequential tutorial network backpropagates end to end", B, sequential_grad) {
@@ -188,20 +190,16 @@ TEST_CASE_TEMPLATE_DEFINE("Sequential tutorial network backpropagates end to end
   for (auto& p : net.parameters()) {
     const auto g = to_host(ctx, *p.grad);
     auto values = to_host(ctx, *p.value);
+    const auto loss_with = [&](const std::vector<float>& v) {
+      upload<B, float>(ctx, v, *p.value);
+      return loss();
+    };
     for (int probe = 0; probe < 6; ++probe) {
       const std::size_t i = rng.uniform_index(values.size());
-      const float original = values[i];
-      values[i] = original + float(h);
-      upload<B, float>(ctx, values, *p.value);
-      const double lp = loss();
-      values[i] = original - float(h);
-      upload<B, float>(ctx, values, *p.value);
-      const double lm = loss();
-      values[i] = original;
-      upload<B, float>(ctx, values, *p.value);
-      numeric.push_back((lp - lm) / (2 * h));
+      numeric.push_back(test::central_difference(values, i, h, loss_with));
       analytic.push_back(g[i]);
     }
+    upload<B, float>(ctx, values, *p.value);
   }
   const double error = test::relative_error(analytic, numeric);
   INFO("network parameter gradient relative error ", error);
@@ -248,12 +246,7 @@ TEST_CASE_TEMPLATE_DEFINE("MSE and Huber losses match hand values and finite dif
     const auto analytic_f = to_host(ctx, grad);
     std::vector<double> analytic(analytic_f.begin(), analytic_f.end()), numeric;
     const double h = 1e-3;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      auto plus = a, minus = a;
-      plus[i] += float(h);
-      minus[i] -= float(h);
-      numeric.push_back((loss(plus) - loss(minus)) / (2 * h));
-    }
+    for (std::size_t i = 0; i < a.size(); ++i) numeric.push_back(test::central_difference(a, i, h, loss));
     CHECK(test::relative_error(analytic, numeric) < grad_tolerance);
   }
 }

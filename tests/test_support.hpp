@@ -41,4 +41,17 @@ inline double relative_error(const std::vector<double>& a, const std::vector<dou
   return std::sqrt(diff) / std::max(std::sqrt(na) + std::sqrt(nb), 1e-12);
 }
 
+// Central difference (loss(v + h e_i) - loss(v - h e_i)) / 2h; v[i] is
+// restored afterwards.
+template <class Loss>
+double central_difference(std::vector<float>& v, std::size_t i, double h, Loss&& loss) {
+  const float original = v[i];
+  v[i] = original + static_cast<float>(h);
+  const double plus = loss(v);
+  v[i] = original - static_cast<float>(h);
+  const double minus = loss(v);
+  v[i] = original;
+  return (plus - minus) / (2 * h);
+}
+
 }  // namespace qrl::test
