@@ -2,7 +2,7 @@
 # The main job, until the Dino environment lands: installs what is missing,
 # builds examples/flappy, trains a DQN on Flappy Bird from pixels on the CPU,
 # then evaluates the trained agent against the random policy.
-#   scripts/main.sh [steps]         (default 100000 steps, about 8 minutes on 2 cores)
+#   scripts/main.sh [steps]         (default 100000 steps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-100000}
