@@ -377,4 +377,43 @@ TEST_SUITE("flappy") {
     CHECK(result.info.score == 1);
     CHECK(result.reward == doctest::Approx(1.0));
   }
+
+  TEST_CASE("flappy: frame_skip k equals k single frames with the flap on the first, rewards summed") {
+    FlappyBirdConfig skipping;
+    skipping.frame_skip = 3;
+    FlappyBird coarse(skipping);
+    FlappyBird fine;
+    coarse.reset(77);
+    fine.reset(77);
+    qrl::Rng actions(5);
+    double total_reward = 0.0;
+    int steps = 0;
+    bool done = false;
+    while (!done) {
+      const int action = actions.uniform_index(4) == 0 ? 1 : 0;
+      const auto skipped = coarse.step(action);
+      double summed = 0.0;
+      bool fine_terminated = false;
+      for (int k = 0; k < 3 && !fine_terminated; ++k) {
+        const auto single = fine.step(k == 0 ? action : 0);
+        summed += single.reward;
+        fine_terminated = single.terminated;
+      }
+      REQUIRE(skipped.terminated == fine_terminated);
+      CHECK(skipped.reward == doctest::Approx(summed));
+      CHECK(coarse.bird_y() == fine.bird_y());
+      CHECK(coarse.episode_frame() == fine.episode_frame());
+      REQUIRE(bytes_of(coarse.observation()) == bytes_of(fine.observation()));
+      total_reward += skipped.reward;
+      ++steps;
+      done = skipped.terminated;
+    }
+    // The bird lived through many frames, so the comparison covered flaps and falls.
+    CHECK(steps > 5);
+    CHECK(coarse.episode_frame() > 3 * (steps - 1));
+    CHECK(total_reward != 0.0);
+    FlappyBirdConfig no_frames;
+    no_frames.frame_skip = 0;
+    CHECK_THROWS_WITH_AS(FlappyBird{no_frames}, doctest::Contains("frame_skip must be >= 1"), qrl::Error);
+  }
 }

@@ -29,6 +29,7 @@ struct Options {
   int frame_size = 80;
   int stack = 4;
   int hidden = 256;
+  int frame_skip = 2;
   // train
   std::int64_t steps = 300000;
   std::int64_t buffer_size = 100000;
@@ -56,6 +57,7 @@ struct Options {
 envs::FlappyBirdConfig env_config(const Options& o, int max_pipes) {
   envs::FlappyBirdConfig c;
   c.observation_height = c.observation_width = o.frame_size;
+  c.frame_skip = o.frame_skip;
   c.max_score = max_pipes;
   return c;
 }
@@ -121,7 +123,8 @@ int train(const Options& o) {
   const std::map<std::string, std::string> metadata{{"game", "flappy"},
                                                     {"frame_size", std::to_string(o.frame_size)},
                                                     {"stack", std::to_string(o.stack)},
-                                                    {"hidden", std::to_string(o.hidden)}};
+                                                    {"hidden", std::to_string(o.hidden)},
+                                                    {"frame_skip", std::to_string(o.frame_skip)}};
   while (trainer.step() < o.steps && !interrupted) {
     const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
     // Run in slices so Ctrl-C and periodic saves happen between env steps.
@@ -204,6 +207,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square)")->check(CLI::IsMember({80, 84}))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
+    cmd->add_option("--frame-skip", o.frame_skip, "Game frames per agent decision (a flap acts on the first); play/eval must use the value the agent was trained with")->check(CLI::Range(1, 8))->capture_default_str();
     cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
   };
 

@@ -32,6 +32,10 @@ struct FlappyBirdConfig {
   int observation_width = 80;
   // Binary observation (gray > threshold -> 255, else 0); empty: gray levels.
   std::optional<std::uint8_t> threshold;
+  // Game frames per agent step (the flap acts on the first one). 1 is the
+  // tutorial's setting; 2 halves the decisions, and the credit-assignment
+  // horizon, per pipe.
+  int frame_skip = 1;
   // Truncate (not terminate) the episode after this many steps; 0: never.
   std::int64_t max_steps = 0;
   // Truncate the episode once this many pipes are passed; 0: never.
@@ -102,6 +106,8 @@ class FlappyBird {
                 config_.observation_width >= 1 && config_.observation_width <= kScreenWidth,
             "FlappyBird: observation size ", config_.observation_height, "x", config_.observation_width,
             " must be between 1x1 and the playfield's ", kBaseY, "x", kScreenWidth, " (downscaling only)");
+    require(config_.frame_skip >= 1, "FlappyBird: frame_skip must be >= 1 (1 = act every frame), got ",
+            config_.frame_skip);
     require(config_.max_steps >= 0, "FlappyBird: max_steps must be >= 0 (0 disables it), got ", config_.max_steps);
     require(config_.max_score >= 0, "FlappyBird: max_score must be >= 0 (0 disables it), got ", config_.max_score);
     observation_.assign(static_cast<std::size_t>(config_.observation_height) * config_.observation_width, 0);
@@ -115,6 +121,7 @@ class FlappyBird {
     velocity_ = kStartVelocity;
     score_ = 0;
     frame_ = 0;
+    step_ = 0;
     pipe_count_ = 0;
     add_pipe(kFirstPipeX);
     add_pipe(kFirstPipeX + kPipeSpacing);
@@ -130,42 +137,20 @@ class FlappyBird {
     require(started_, "FlappyBird::step: no episode yet; call reset(seed) first");
     require(!done_, "FlappyBird::step: the episode is over (terminated or truncated); call reset(seed) before stepping");
 
-    // Order of the tutorial's frame_step: flap, score, move, then crash test
-    // on the new positions, so the returned frame shows the crash.
-    double reward = config_.reward_alive;
-    bool flapped = false;
-    if (action == 1 && bird_y_ > kFlapCeiling) {
-      velocity_ = kFlapVelocity;
-      flapped = true;
-    }
-
-    // A pipe counts once: its centre moves 4 px per frame, the window is 4 px.
-    constexpr int bird_middle = kBirdX + kBirdWidth / 2;
-    for (int i = 0; i < pipe_count_; ++i) {
-      const int pipe_middle = pipes_[i].x + kPipeWidth / 2;
-      if (pipe_middle <= bird_middle && bird_middle < pipe_middle + 4) {
-        ++score_;
-        reward = config_.reward_pass;
-      }
-    }
-
-    // The flap frame keeps -9 unchanged; the bird never sinks into the ground.
-    if (velocity_ < kMaxFallVelocity && !flapped) velocity_ += kGravity;
-    bird_y_ += std::min(velocity_, kBaseY - bird_y_ - kBirdHeight);
-
-    for (int i = 0; i < pipe_count_; ++i) pipes_[i].x += kPipeVelocity;
-    if (pipe_count_ > 0 && pipe_count_ < kMaxPipes && pipes_[0].x > 0 && pipes_[0].x < 5) add_pipe(kPipeSpawnX);
-    if (pipe_count_ > 0 && pipes_[0].x < -kPipeWidth) {
-      std::copy(pipes_.begin() + 1, pipes_.begin() + pipe_count_, pipes_.begin());
-      --pipe_count_;
-    }
-    ++frame_;
-
+    // A flap is a tap, not a held key: it acts on the step's first frame and
+    // the remaining frame_skip - 1 frames fall freely, so frame skipping
+    // coarsens the agent's decisions without changing the game's physics.
     env::StepResult result;
-    result.terminated = crashed();
-    if (result.terminated) reward = config_.reward_death;
-    // Terminated wins: a crash on the last allowed frame must not be bootstrapped.
-    result.truncated = !result.terminated && ((config_.max_steps > 0 && frame_ >= config_.max_steps) ||
+    double reward = 0.0;
+    for (int k = 0; k < config_.frame_skip && !result.terminated; ++k) {
+      const FrameOutcome outcome = advance_frame(k == 0 && action == 1);
+      reward += outcome.reward;
+      result.terminated = outcome.crashed;
+    }
+    ++step_;
+
+    // Terminated wins: a crash on the last allowed step must not be bootstrapped.
+    result.truncated = !result.terminated && ((config_.max_steps > 0 && step_ >= config_.max_steps) ||
                                               (config_.max_score > 0 && score_ >= config_.max_score));
     done_ = result.terminated || result.truncated;
     observe();
@@ -212,6 +197,46 @@ class FlappyBird {
   bool episode_over() const { return done_; }
 
  private:
+  struct FrameOutcome {
+    double reward = 0.0;
+    bool crashed = false;
+  };
+
+  // One frame of the tutorial's frame_step: flap, score, move, then the crash
+  // test on the new positions, so the observation shows the crash.
+  FrameOutcome advance_frame(bool flap) {
+    double reward = config_.reward_alive;
+    bool flapped = false;
+    if (flap && bird_y_ > kFlapCeiling) {
+      velocity_ = kFlapVelocity;
+      flapped = true;
+    }
+
+    // A pipe counts once: its centre moves 4 px per frame, the window is 4 px.
+    constexpr int bird_middle = kBirdX + kBirdWidth / 2;
+    for (int i = 0; i < pipe_count_; ++i) {
+      const int pipe_middle = pipes_[i].x + kPipeWidth / 2;
+      if (pipe_middle <= bird_middle && bird_middle < pipe_middle + 4) {
+        ++score_;
+        reward = config_.reward_pass;
+      }
+    }
+
+    // The flap frame keeps -9 unchanged; the bird never sinks into the ground.
+    if (velocity_ < kMaxFallVelocity && !flapped) velocity_ += kGravity;
+    bird_y_ += std::min(velocity_, kBaseY - bird_y_ - kBirdHeight);
+
+    for (int i = 0; i < pipe_count_; ++i) pipes_[i].x += kPipeVelocity;
+    if (pipe_count_ > 0 && pipe_count_ < kMaxPipes && pipes_[0].x > 0 && pipes_[0].x < 5) add_pipe(kPipeSpawnX);
+    if (pipe_count_ > 0 && pipes_[0].x < -kPipeWidth) {
+      std::copy(pipes_.begin() + 1, pipes_.begin() + pipe_count_, pipes_.begin());
+      --pipe_count_;
+    }
+    ++frame_;
+
+    const bool crash = crashed();
+    return {crash ? config_.reward_death : reward, crash};
+  }
   // A filled rectangle: rows [top, bottom), cols [left, right).
   struct SceneRect {
     int top = 0;
@@ -406,6 +431,7 @@ class FlappyBird {
   int velocity_ = kStartVelocity;
   int score_ = 0;
   std::int64_t frame_ = 0;
+  std::int64_t step_ = 0;
   std::array<FlappyPipe, kMaxPipes> pipes_{};
   int pipe_count_ = 0;
   bool started_ = false;
