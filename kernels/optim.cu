@@ -51,4 +51,6 @@ void launch_adam_update(const DeviceParameter* table, int count, std::int64_t ma
       table, update, grad_scale);
 }
 
+const void* adam_kernel_entry() { return reinterpret_cast<const void*>(&adam_kernel); }
+
 }  // namespace qrl::kernels

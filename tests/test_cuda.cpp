@@ -16,6 +16,7 @@
 #include <qrl/nn/loss.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/optim/adam.hpp>
+#include <qrl/rl/cuda_graph.hpp>
 #include <qrl/rl/device_replay.hpp>
 #include <qrl/rl/dqn.hpp>
 
@@ -440,6 +441,52 @@ TEST_SUITE("cuda") {
       INFO(pc[k].name, ": ", loose, " of ", wc.size(), " weights differ beyond atol 2e-6 + rtol 1e-4, worst ", worst);
       CHECK(loose <= wc.size() / 10000 + 1);
       CHECK(worst <= 2 * 2 * config.adam.learning_rate + 1e-6);
+    }
+  }
+
+  TEST_CASE("cuda: updates replayed from a CUDA graph equal eager updates") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    const int batch = 8, actions = 3;
+    auto make = [&] {
+      auto net = nn::tutorial_dqn<cuda>(4, 40, 40, actions, 32);
+      Rng init(5);
+      net.initialize(gc, init, nn::Init::kaiming_normal);
+      rl::DqnConfig config;
+      config.batch_size = batch;
+      config.adam.learning_rate = 1e-3f;
+      config.adam.max_grad_norm = 1.0f;
+      return std::make_unique<rl::Dqn<cuda>>(gc, std::move(net), Shape{4, 40, 40}, actions, config);
+    };
+    auto eager = make();
+    auto graphed = make();
+    Rng data(6);
+    const Shape states{batch, 4, 40, 40};
+    std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
+    for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    rl::ReplayBatch<cuda> bg;
+    bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
+    bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
+    bg.actions = from_host<cuda, std::int32_t>(gc, std::vector<std::int32_t>{0, 1, 2, 0, 1, 2, 0, 1}, {batch});
+    bg.rewards = from_host<cuda, float>(gc, std::vector<float>{1, 0, -1, 0, 1, 0, 0, 1}, {batch});
+    bg.terminated = from_host<cuda, float>(gc, std::vector<float>{0, 0, 1, 0, 0, 0, 1, 0}, {batch});
+
+    rl::DqnUpdateGraph graph(gc, *graphed, bg);  // runs update 1
+    CHECK(graph.node_count() > 10);
+    CHECK(graphed->optimizer().steps() == 1);
+    for (int u = 0; u < 4; ++u) eager->update(bg);
+    for (int u = 0; u < 3; ++u) graph.replay();
+    CHECK(graphed->optimizer().steps() == 4);
+    CHECK(graphed->last_stats().loss == doctest::Approx(eager->last_stats().loss).epsilon(1e-4));
+    auto pe = eager->online().parameters();
+    auto pg = graphed->online().parameters();
+    for (std::size_t k = 0; k < pe.size(); ++k) {
+      const auto we = to_host(gc, *pe[k].value), wg = to_host(gc, *pg[k].value);
+      CHECK(usable(wg));
+      // Same device and algorithms: differences only from atomics in cuDNN's
+      // filter gradients.
+      CHECK(all_close(wg, we, 1e-6, 1e-5, pe[k].name + " graph vs eager"));
     }
   }
 }

@@ -100,6 +100,9 @@ void launch_grad_norm(const DeviceParameter* table, int count, std::int64_t max_
 // may be null) carries the clipping factor.
 void launch_adam_update(const DeviceParameter* table, int count, std::int64_t max_size, AdamUpdate update,
                         const float* grad_scale, cudaStream_t stream);
+// The Adam kernel's entry, to find its node in a captured graph: its
+// AdamUpdate argument (the step's bias correction) changes every step.
+const void* adam_kernel_entry();
 
 // Frame f of `frames` starts at base.src + f * src_frame_stride (device) and
 // is written to dst + f * out_height * out_width.
