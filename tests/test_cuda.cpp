@@ -101,7 +101,7 @@ TEST_SUITE("cuda") {
     if (!reason.empty()) CHECK_THROWS_WITH_AS(Context<cuda>{}, reason.c_str(), Error);
   }
 
-  TEST_CASE("cuda: layers match the CPU backend (atol 1e-5, rtol 1e-4)") {
+  TEST_CASE("cuda: layers match the CPU backend (atol 1e-5 + rtol 1e-4)") {
     if (!test::backend_available<cuda>()) return;
     check_layer<nn::Conv2d>({2, 3, 9, 8}, 1e-5, 1e-4, 3, 4, 3, 1, Padding::valid);
     check_layer<nn::Conv2d>({2, 3, 7, 8}, 1e-5, 1e-4, 3, 2, 4, 2, Padding::same);  // odd total: padded copy
@@ -114,7 +114,7 @@ TEST_SUITE("cuda") {
     check_layer<nn::MaxPool2d>({2, 3, 8, 8}, 1e-6, 1e-6, 3, 1, Padding::valid);  // overlapping windows
   }
 
-  TEST_CASE("cuda: u8_to_float, argmax and fill match the CPU exactly") {
+  TEST_CASE("cuda: u8_to_float and argmax and fill match the CPU exactly") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
     Context<cuda> gc;
@@ -166,7 +166,7 @@ TEST_SUITE("cuda") {
     CHECK(all_close(to_host(gc, grad_g), to_host(cc, grad_c), 0.0, 1e-6, "huber grad"));
   }
 
-  TEST_CASE("cuda: the fused TD step matches the CPU (targets, masks, Double DQN, both losses)") {
+  TEST_CASE("cuda: the fused TD step matches the CPU - targets and masks and Double DQN and both losses") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
     Context<cuda> gc;
@@ -227,7 +227,7 @@ TEST_SUITE("cuda") {
       }
   }
 
-  TEST_CASE("cuda: gradient norm, clipping and fused Adam match the CPU (atol 1e-7, rtol 1e-6)") {
+  TEST_CASE("cuda: gradient norm and clipping and fused Adam match the CPU (atol 1e-7 + rtol 1e-6)") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
     Context<cuda> gc;
@@ -372,7 +372,7 @@ TEST_SUITE("cuda") {
     CHECK(std::count(states.begin(), states.end(), std::uint8_t{0}) < static_cast<long>(states.size()));
   }
 
-  TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6, rtol 1e-4)") {
+  TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6 + rtol 1e-4)") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
     Context<cuda> gc;
