@@ -369,6 +369,13 @@ TEST_SUITE("cuda") {
       distinct_found += found;
     }
     CHECK(distinct_found == 64);
+    // The same (seed, counter) gives the same batch; the next counter another.
+    rl::ReplayBatch<cuda> again, other;
+    replay.sample(gc, 64, kernels::CounterRng{99, 0}, again);
+    replay.sample(gc, 64, kernels::CounterRng{99, 1}, other);
+    CHECK(to_host(gc, again.states) == states);
+    CHECK(to_host(gc, again.actions) == actions);
+    CHECK(to_host(gc, other.states) != states);
     CHECK(std::count(states.begin(), states.end(), std::uint8_t{0}) < static_cast<long>(states.size()));
   }
 

@@ -1,5 +1,5 @@
 // Finite-difference checks of every layer and loss, templated over backends
-// (CPU here; the CUDA backend's issue invokes the same suites for qrl::cuda).
+// (for qrl::cpu, and for qrl::cuda when it is built: see the end of the file).
 // Each check perturbs inputs and parameters by ±h in float32 and compares
 // central differences of L = sum(y * r) (r random) with backward(); the
 // stated tolerance is on the relative error ||analytic - numeric|| /
