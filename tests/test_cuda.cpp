@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -47,9 +48,35 @@ bool all_close(const std::vector<T>& gpu, const std::vector<T>& ref, double atol
 
 bool usable(const std::vector<float>& v) { return test::all_finite(v) && test::norm(v) > 0.0; }
 
-// The same layer on both backends with the same initial weights.
+double rms(const std::vector<float>& v) { return v.empty() ? 0.0 : test::norm(v) / std::sqrt(double(v.size())); }
+
+// Weights after Adam steps on two backends. Adam moves a weight by about
+// lr * sign(g) per step, so one whose gradient is within rounding of zero
+// may move differently on the two: allow a few such weights per tensor (one
+// in 10^4, plus one), none by more than 2 lr per step; the rest must agree
+// within atol 2e-6 + rtol 1e-4.
+void check_weights_agree(const std::vector<float>& got, const std::vector<float>& ref, double lr, int steps,
+                         const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  CHECK(usable(got));
+  std::size_t loose = 0;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double diff = std::abs(double(got[i]) - ref[i]);
+    if (!(diff <= 2e-6 + 1e-4 * std::abs(ref[i]))) ++loose;
+    if (!(diff <= worst)) worst = diff;  // NaN-safe: a NaN difference becomes the worst
+  }
+  INFO(what, ": ", loose, " of ", ref.size(), " weights differ beyond atol 2e-6 + rtol 1e-4, worst ", worst);
+  CHECK(loose <= ref.size() / 10000 + 1);
+  CHECK(worst <= 2.0 * lr * steps + 1e-6);
+}
+
+// The same layer on both backends with the same initial weights. Sums over
+// thousands of terms round differently in cuDNN and im2col + SGEMM, so atol
+// is stated relative to the RMS of each reference tensor: |gpu - cpu| <=
+// atol_rms * rms(cpu) + rtol * |cpu|. An indexing error is off by O(rms).
 template <template <class> class L, class... Args>
-void check_layer(Shape in, double atol, double rtol, Args... args) {
+void check_layer(Shape in, double atol_rms, double rtol, Args... args) {
   Context<cpu> cc;
   Context<cuda> gc;
   L<cpu> cpu_layer(args...);
@@ -70,18 +97,19 @@ void check_layer(Shape in, double atol, double rtol, Args... args) {
   const auto yg = to_host(gc, gpu_layer.forward(gc, xg.view()));
   INFO(cpu_layer.describe(), " on ", in.str());
   CHECK(usable(yg));
-  CHECK(all_close(yg, yc, atol, rtol, cpu_layer.describe() + " output"));
+  CHECK(all_close(yg, yc, atol_rms * rms(yc), rtol, cpu_layer.describe() + " output"));
   const auto dxc = to_host(cc, cpu_layer.backward(cc, gyc.view(), true));
   const auto dxg = to_host(gc, gpu_layer.backward(gc, gyg.view(), true));
   CHECK(usable(dxg));
-  CHECK(all_close(dxg, dxc, atol, rtol, cpu_layer.describe() + " input gradient"));
+  CHECK(all_close(dxg, dxc, atol_rms * rms(dxc), rtol, cpu_layer.describe() + " input gradient"));
   auto pc = cpu_layer.parameters();
   auto pg = gpu_layer.parameters();
   REQUIRE(pc.size() == pg.size());
   for (std::size_t k = 0; k < pc.size(); ++k) {
-    const auto gc_grad = to_host(gc, *pg[k].grad);
-    CHECK(usable(gc_grad));
-    CHECK(all_close(gc_grad, to_host(cc, *pc[k].grad), atol, rtol, cpu_layer.describe() + " " + pc[k].name + " grad"));
+    const auto gpu_grad = to_host(gc, *pg[k].grad), cpu_grad = to_host(cc, *pc[k].grad);
+    CHECK(usable(gpu_grad));
+    CHECK(all_close(gpu_grad, cpu_grad, atol_rms * rms(cpu_grad), rtol,
+                    cpu_layer.describe() + " " + pc[k].name + " grad"));
   }
 }
 
@@ -101,17 +129,18 @@ TEST_SUITE("cuda") {
     if (!reason.empty()) CHECK_THROWS_WITH_AS(Context<cuda>{}, reason.c_str(), Error);
   }
 
-  TEST_CASE("cuda: layers match the CPU backend (atol 1e-5 + rtol 1e-4)") {
+  TEST_CASE("cuda: layers match the CPU backend (atol 1e-5 x RMS + rtol 1e-4)") {
     if (!test::backend_available<cuda>()) return;
     check_layer<nn::Conv2d>({2, 3, 9, 8}, 1e-5, 1e-4, 3, 4, 3, 1, Padding::valid);
     check_layer<nn::Conv2d>({2, 3, 7, 8}, 1e-5, 1e-4, 3, 2, 4, 2, Padding::same);  // odd total: padded copy
     check_layer<nn::Conv2d>({3, 4, 20, 20}, 1e-5, 1e-4, 4, 8, 8, 4, Padding::same);
     check_layer<nn::Conv2d>({32, 4, 84, 84}, 1e-5, 1e-4, 4, 32, 8, 4, Padding::valid);  // Nature DQN layer 1
     check_layer<nn::Dense>({32, 3136}, 1e-5, 1e-4, 3136, 512);
-    check_layer<nn::Dense>({5, 7}, 1e-6, 1e-5, 7, 3);
+    check_layer<nn::Dense>({5, 7}, 1e-5, 1e-4, 7, 3);
+    // No arithmetic to round differently: exact.
     check_layer<nn::ReLU>({4, 3, 5, 5}, 0.0, 0.0);
     check_layer<nn::MaxPool2d>({2, 3, 7, 9}, 0.0, 0.0, 2, 2, Padding::same);
-    check_layer<nn::MaxPool2d>({2, 3, 8, 8}, 1e-6, 1e-6, 3, 1, Padding::valid);  // overlapping windows
+    check_layer<nn::MaxPool2d>({2, 3, 8, 8}, 0.0, 0.0, 3, 1, Padding::valid);  // overlapping windows, same sum order
   }
 
   TEST_CASE("cuda: u8_to_float and argmax and fill match the CPU exactly") {
@@ -222,7 +251,10 @@ TEST_SUITE("cuda") {
         a.q_mean_out = stats_g.data() + 1;
         Gpu::td_loss(gc, a);
         CHECK(usable(grad_c));
-        CHECK(all_close(to_host(gc, grad_g), grad_c, 1e-9, 1e-6, "td grad_q"));
+        // nvcc contracts the target's multiply-add into an FMA (g++ in ISO
+        // mode does not): d = q - y may differ by an ulp of y, which is
+        // 1e-7 / batch in the gradient.
+        CHECK(all_close(to_host(gc, grad_g), grad_c, 1e-8, 1e-5, "td grad_q"));
         CHECK(all_close(to_host(gc, stats_g), stats_c, 1e-7, 1e-6, "td loss and q mean"));
       }
   }
@@ -430,25 +462,11 @@ TEST_SUITE("cuda") {
       CHECK(sg.q_mean == doctest::Approx(sc.q_mean).epsilon(1e-4));
       CHECK(sg.grad_norm == doctest::Approx(sc.grad_norm).epsilon(1e-4));
     }
-    // Adam moves each weight by about lr * sign(g) per step, so a weight
-    // whose gradient is within rounding of zero may move differently: allow
-    // a few such elements per tensor (1 in 10^4), never more than 2 lr each.
     auto pc = agent_c.online().parameters();
     auto pg = agent_g.online().parameters();
-    for (std::size_t k = 0; k < pc.size(); ++k) {
-      const auto wc = to_host(cc, *pc[k].value), wg = to_host(gc, *pg[k].value);
-      CHECK(usable(wg));
-      std::size_t loose = 0;
-      double worst = 0.0;
-      for (std::size_t i = 0; i < wc.size(); ++i) {
-        const double diff = std::abs(double(wg[i]) - wc[i]);
-        if (diff > 2e-6 + 1e-4 * std::abs(wc[i])) ++loose;
-        worst = std::max(worst, diff);
-      }
-      INFO(pc[k].name, ": ", loose, " of ", wc.size(), " weights differ beyond atol 2e-6 + rtol 1e-4, worst ", worst);
-      CHECK(loose <= wc.size() / 10000 + 1);
-      CHECK(worst <= 2 * 2 * config.adam.learning_rate + 1e-6);
-    }
+    for (std::size_t k = 0; k < pc.size(); ++k)
+      check_weights_agree(to_host(gc, *pg[k].value), to_host(cc, *pc[k].value), config.adam.learning_rate, 2,
+                          pc[k].name + " after 2 updates");
   }
 
   TEST_CASE("cuda: updates replayed from a CUDA graph equal eager updates") {
@@ -488,12 +506,9 @@ TEST_SUITE("cuda") {
     CHECK(graphed->last_stats().loss == doctest::Approx(eager->last_stats().loss).epsilon(1e-4));
     auto pe = eager->online().parameters();
     auto pg = graphed->online().parameters();
-    for (std::size_t k = 0; k < pe.size(); ++k) {
-      const auto we = to_host(gc, *pe[k].value), wg = to_host(gc, *pg[k].value);
-      CHECK(usable(wg));
-      // Same device and algorithms: differences only from atomics in cuDNN's
-      // filter gradients.
-      CHECK(all_close(wg, we, 1e-6, 1e-5, pe[k].name + " graph vs eager"));
-    }
+    // Same device and algorithms: differences only from atomics in cuDNN's
+    // filter gradients, if its chosen algorithm uses them.
+    for (std::size_t k = 0; k < pe.size(); ++k)
+      check_weights_agree(to_host(gc, *pg[k].value), to_host(gc, *pe[k].value), 1e-3, 4, pe[k].name + " graph vs eager");
   }
 }

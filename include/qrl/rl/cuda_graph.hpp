@@ -83,7 +83,7 @@ class DqnUpdateGraph {
       if (type != cudaGraphNodeTypeKernel) continue;
       cudaKernelNodeParams params{};
       cuda_detail::check(cudaGraphKernelNodeGetParams(node, &params), "cudaGraphKernelNodeGetParams");
-      if (params.func != kernels::adam_kernel_entry()) continue;
+      if (!is_adam(params.func)) continue;
       require(adam_node_ == nullptr, "DqnUpdateGraph: the captured update holds two Adam launches; one optimizer "
                                      "step per update is expected");
       adam_node_ = node;
@@ -96,6 +96,19 @@ class DqnUpdateGraph {
     adam_args_ = {&table_, nullptr, &grad_scale_};
     adam_params_.kernelParams = nullptr;
     adam_params_.extra = nullptr;
+  }
+
+  // A captured <<<>>> launch reports its host stub; accept the driver's
+  // function handle for it too, which some runtime versions report instead.
+  static bool is_adam(const void* func) {
+    const void* entry = kernels::adam_kernel_entry();
+    if (func == entry) return true;
+    cudaFunction_t handle = nullptr;
+    if (cudaGetFuncBySymbol(&handle, entry) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return func == reinterpret_cast<const void*>(handle);
   }
 
   Context<cuda>* ctx_;
