@@ -411,6 +411,57 @@ TEST_SUITE("cuda") {
     CHECK(std::count(states.begin(), states.end(), std::uint8_t{0}) < static_cast<long>(states.size()));
   }
 
+  TEST_CASE("cuda: preprocessing writes straight into the device replay store") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    Rng rng(31);
+    const env::FrameShape raw{30, 40, 3};
+    env::PreprocessSpec spec;
+    spec.out_height = 6;
+    spec.out_width = 8;
+    const rl::ReplayConfig config{12, {6, 8, 1}, 2};
+    rl::DeviceReplayMemory replay(gc, config);
+    rl::ReplayMemory<cpu> reference(config);
+    std::vector<std::uint8_t> host(raw.bytes()), gray(48);
+    Tensor<cuda, std::uint8_t> device_raw({static_cast<std::int64_t>(raw.bytes())});
+    auto step = [&](bool first, int t, bool terminated) {
+      for (auto& b : host) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+      env::preprocess(env::FrameView{host.data(), raw}, spec, gray.data());
+      upload<cuda, std::uint8_t>(gc, host, device_raw);
+      const auto functor = env::make_preprocess_functor({device_raw.data(), raw}, spec);
+      kernels::launch_preprocess(functor, raw.bytes(), 1, replay.next_frame(), gc.stream());
+      const env::FrameView frame{gray.data(), config.frame};
+      if (first) {
+        replay.begin_episode_in_place();
+        reference.begin_episode(frame);
+      } else {
+        replay.add_in_place(t % 2, 1.0f, terminated, false);
+        reference.add(t % 2, 1.0f, terminated, false, frame);
+      }
+    };
+    for (int episode = 0; episode < 3; ++episode) {
+      step(true, 0, false);
+      for (int t = 1; t <= 5; ++t) step(false, t, t == 5);
+    }
+    REQUIRE(replay.transitions() == reference.transitions());
+    rl::ReplayBatch<cuda> batch;
+    replay.sample(gc, 16, kernels::CounterRng{5, 0}, batch);
+    const auto states = to_host(gc, batch.states), next_states = to_host(gc, batch.next_states);
+    std::vector<std::uint8_t> s, ns;
+    for (int i = 0; i < 16; ++i) {
+      bool found = false;
+      for (std::int64_t k = 0; k < reference.frames() && !found; ++k) {
+        int a = 0;
+        float r = 0;
+        bool term = false;
+        if (!reference.transition_at(k, s, ns, a, r, term)) continue;
+        found = std::equal(s.begin(), s.end(), states.begin() + i * 96) &&
+                std::equal(ns.begin(), ns.end(), next_states.begin() + i * 96);
+      }
+      CHECK(found);
+    }
+  }
+
   TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6 + rtol 1e-4)") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;

@@ -47,23 +47,29 @@ class DeviceReplayMemory {
     return static_cast<std::uint64_t>(c.capacity) * (c.frame.bytes() + sizeof(kernels::ReplaySlot));
   }
 
+  // Host frames: each is uploaded once into its slot.
   void begin_episode(env::FrameView first) {
-    write_frame(first, 0);
+    upload_frame(first);
+    commit_frame(0);
     episode_open_ = true;
   }
-
   void add(int action, float reward, bool terminated, bool truncated, env::FrameView next) {
-    require(episode_open_, "DeviceReplayMemory::add without an open episode: call begin_episode(first observation) "
-                           "after each reset");
-    require(action >= 0 && action <= 32767, "action ", action, " out of range for the replay memory");
-    const std::int64_t current = previous(cursor_);
-    auto& slot = slots_[static_cast<std::size_t>(current)];
-    slot.action = static_cast<std::int16_t>(action);
-    slot.reward = reward;
-    slot.flags = static_cast<std::uint8_t>(has_transition | (terminated ? terminal : 0));
-    mark_dirty(current);
-    ++transitions_;
-    write_frame(next, std::min<int>(slot.history + 1, 255));
+    const int history = record_transition(action, reward, terminated);
+    upload_frame(next);
+    commit_frame(history);
+    if (terminated || truncated) episode_open_ = false;
+  }
+
+  // Device frames: write the frame of the next begin_episode/add straight
+  // into the store at next_frame() (for example with launch_preprocess on
+  // the same stream), then call the *_in_place variant.
+  std::uint8_t* next_frame() { return frames_.data() + cursor_ * static_cast<std::int64_t>(frame_bytes_); }
+  void begin_episode_in_place() {
+    commit_frame(0);
+    episode_open_ = true;
+  }
+  void add_in_place(int action, float reward, bool terminated, bool truncated) {
+    commit_frame(record_transition(action, reward, terminated));
     if (terminated || truncated) episode_open_ = false;
   }
 
@@ -104,14 +110,32 @@ class DeviceReplayMemory {
   std::int64_t next(std::int64_t slot) const { return slot + 1 == config_.capacity ? 0 : slot + 1; }
   std::int64_t previous(std::int64_t slot) const { return slot == 0 ? config_.capacity - 1 : slot - 1; }
 
-  void write_frame(env::FrameView frame, int history) {
+  // The transition of the newest frame; returns the next frame's history.
+  int record_transition(int action, float reward, bool terminated) {
+    require(episode_open_, "DeviceReplayMemory::add without an open episode: call begin_episode(first observation) "
+                           "after each reset");
+    require(action >= 0 && action <= 32767, "action ", action, " out of range for the replay memory");
+    const std::int64_t current = previous(cursor_);
+    auto& slot = slots_[static_cast<std::size_t>(current)];
+    slot.action = static_cast<std::int16_t>(action);
+    slot.reward = reward;
+    slot.flags = static_cast<std::uint8_t>(has_transition | (terminated ? terminal : 0));
+    mark_dirty(current);
+    ++transitions_;
+    return std::min<int>(slot.history + 1, 255);
+  }
+
+  void upload_frame(env::FrameView frame) {
     require(frame.pixels != nullptr && frame.shape == config_.frame, "replay memory got a ", frame.shape.height, "x",
             frame.shape.width, "x", frame.shape.channels, " frame, configured for ", config_.frame.height, "x",
             config_.frame.width, "x", config_.frame.channels);
+    backend_traits<cuda>::upload(*ctx_, frame.pixels, next_frame(), frame_bytes_);
+  }
+
+  // The frame at cursor_ is in place: overwrite the slot's metadata.
+  void commit_frame(int history) {
     auto& slot = slots_[static_cast<std::size_t>(cursor_)];
     if (count_ == config_.capacity && (slot.flags & has_transition)) --transitions_;
-    backend_traits<cuda>::upload(*ctx_, frame.pixels, frames_.data() + cursor_ * static_cast<std::int64_t>(frame_bytes_),
-                                 frame_bytes_);
     slot = kernels::ReplaySlot{};
     slot.history = static_cast<std::uint8_t>(history);
     mark_dirty(cursor_);
