@@ -2,6 +2,9 @@
 //   dqn_update_cuda        Nature-DQN update (batch 32, 4x84x84, 6 actions,
 //                          Double DQN, Huber, Adam), eager launches
 //   dqn_update_cuda_graph  the same update replayed from a CUDA graph
+//   dqn_sample_update_cuda_graph  a DeviceReplayMemory sample (10,000 frames
+//                          on the device) followed by the graph update: a
+//                          training step with no host round trip
 //   preprocess_cuda        600x150 RGBA frames -> 80x80 gray, batched,
 //                          frames/s and the bytes moved per second
 // bench/pytorch_dqn_update_cuda.py times the identical update in PyTorch on
@@ -18,6 +21,7 @@
 #include <qrl/env/preprocess.hpp>
 #include <qrl/qrl.hpp>
 #include <qrl/rl/cuda_graph.hpp>
+#include <qrl/rl/device_replay.hpp>
 
 namespace {
 
@@ -54,7 +58,8 @@ int main(int argc, char** argv) {
   const int batch = argc > 2 ? std::atoi(argv[2]) : 32;
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) {
-    for (const char* name : {"dqn_update_cuda", "dqn_update_cuda_graph", "preprocess_cuda"})
+    for (const char* name : {"dqn_update_cuda", "dqn_update_cuda_graph", "dqn_sample_update_cuda_graph",
+                             "preprocess_cuda"})
       std::printf("{\"bench\":\"%s\",\"skipped\":\"%s\"}\n", name, reason.c_str());
     return 0;
   }
@@ -112,6 +117,27 @@ int main(int argc, char** argv) {
       std::printf("{\"bench\":\"dqn_update_cuda_graph\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,"
                   "\"updates\":%ld,\"graph\":true,\"nodes\":%zu,\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
                   rate, batch, updates, graph.node_count(), gpu.c_str());
+
+      // The same graph fed by device-side sampling into the same batch tensors.
+      rl::DeviceReplayMemory replay(ctx, {10000, {84, 84, 1}, 4});
+      std::vector<std::uint8_t> frame(84 * 84);
+      const env::FrameView view{frame.data(), {84, 84, 1}};
+      for (int episode = 0; replay.frames() < 10000; ++episode) {
+        for (auto& b : frame) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+        replay.begin_episode(view);
+        for (int t = 0; t < 500 && replay.frames() < 10000; ++t) {
+          for (auto& b : frame) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+          replay.add(static_cast<int>(rng.uniform_index(actions)), 1.0f, t == 499, false, view);
+        }
+      }
+      std::uint64_t counter = 0;
+      const double sampled_rate = per_second(ctx, seconds, [&] {
+        replay.sample(ctx, batch, kernels::CounterRng{7, counter++}, data);
+        graph.replay();
+      }, updates);
+      std::printf("{\"bench\":\"dqn_sample_update_cuda_graph\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,"
+                  "\"updates\":%ld,\"replay_frames\":10000,\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
+                  sampled_rate, batch, updates, gpu.c_str());
     }
     {
       const env::FrameShape shape{150, 600, 4};
