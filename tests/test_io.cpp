@@ -29,6 +29,7 @@ void write_raw(const fs::path& p, const std::string& json, const std::string& da
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("weights round-trip through safetensors under PyTorch names", B, weights_roundtrip) {
+  if (!test::backend_available<B>()) return;
   TempDir dir;
   Context<B> ctx;
   Rng rng(4);
@@ -82,3 +83,11 @@ TEST_CASE("safetensors reader rejects hostile files with a clear message") {
 }
 
 TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);
+
+#if defined(QRL_HAVE_CUDA)
+// The same suites on the GPU, labelled "cuda"; each reports a skip (see
+// test::backend_available) where no CUDA device is usable.
+TEST_SUITE_BEGIN("cuda");
+TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cuda);
+TEST_SUITE_END();
+#endif

@@ -44,6 +44,7 @@ nn::Sequential<B> catch_network() {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random policy", B, learns_catch) {
+  if (!test::backend_available<B>()) return;
   Context<B> ctx;
   Rng init_rng(2024);
   auto net = catch_network<B>();
@@ -84,3 +85,11 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
 }
 
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
+
+#if defined(QRL_HAVE_CUDA)
+// The same suites on the GPU, labelled "cuda"; each reports a skip (see
+// test::backend_available) where no CUDA device is usable.
+TEST_SUITE_BEGIN("cuda");
+TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
+TEST_SUITE_END();
+#endif

@@ -1,5 +1,5 @@
 // Finite-difference checks of every layer and loss, templated over backends
-// (CPU here; the CUDA backend's issue invokes the same suites for qrl::cuda).
+// (for qrl::cpu, and for qrl::cuda when it is built: see the end of the file).
 // Each check perturbs inputs and parameters by ±h in float32 and compares
 // central differences of L = sum(y * r) (r random) with backward(); the
 // stated tolerance is on the relative error ||analytic - numeric|| /
@@ -103,6 +103,7 @@ struct LayerGradCheck {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("Conv2d gradients match finite differences", B, conv_grad) {
+  if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
   SUBCASE("valid padding, stride 1") {
     nn::Conv2d<B> conv(2, 3, 3, 1, Padding::valid);
@@ -122,6 +123,7 @@ TEST_CASE_TEMPLATE_DEFINE("Conv2d gradients match finite differences", B, conv_g
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Dense gradients match finite differences", B, dense_grad) {
+  if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
   nn::Dense<B> dense(7, 5);
   dense.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
@@ -129,12 +131,14 @@ TEST_CASE_TEMPLATE_DEFINE("Dense gradients match finite differences", B, dense_g
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReLU gradients match finite differences", B, relu_grad) {
+  if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
   nn::ReLU<B> relu;
   check.run(relu, {3, 2, 4, 4}, [&](std::size_t n) { return check.spread(n); });
 }
 
 TEST_CASE_TEMPLATE_DEFINE("MaxPool2d gradients match finite differences", B, pool_grad) {
+  if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
   SUBCASE("2x2 valid") {
     nn::MaxPool2d<B> pool(2);
@@ -151,6 +155,7 @@ TEST_CASE_TEMPLATE_DEFINE("MaxPool2d gradients match finite differences", B, poo
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Flatten passes values and gradients through in NCHW order", B, flatten_grad) {
+  if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
   nn::Flatten<B> flatten;
   CHECK(flatten.output_shape({2, 3, 4, 5}) == Shape{2, 60});
@@ -167,6 +172,7 @@ TEST_CASE_TEMPLATE_DEFINE("Flatten passes values and gradients through in NCHW o
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Sequential tutorial network backpropagates end to end", B, sequential_grad) {
+  if (!test::backend_available<B>()) return;
   // The whole tutorial network on a small input, probing a sample of
   // parameters: the chain rule across layers, not just each layer alone.
   Context<B> ctx;
@@ -210,6 +216,7 @@ TEST_CASE_TEMPLATE_DEFINE("Sequential tutorial network backpropagates end to end
 }
 
 TEST_CASE_TEMPLATE_DEFINE("MSE and Huber losses match hand values and finite differences", B, loss_grad) {
+  if (!test::backend_available<B>()) return;
   Context<B> ctx;
   const std::vector<float> pred{0.5f, -2.0f, 3.0f, 0.0f}, target{0.0f, 0.0f, 0.5f, 0.25f};
   auto p = from_host<B, float>(ctx, pred, {4});
@@ -252,6 +259,7 @@ TEST_CASE_TEMPLATE_DEFINE("MSE and Huber losses match hand values and finite dif
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Shape errors name the layer and the shapes", B, shape_errors) {
+  if (!test::backend_available<B>()) return;
   auto net = nn::nature_dqn<B>(4, 84, 84, 6);
   CHECK(net.output_shape({32, 4, 84, 84}) == Shape{32, 6});
   CHECK_THROWS_AS(net.output_shape({32, 3, 84, 84}), ShapeError);
@@ -267,6 +275,7 @@ TEST_CASE_TEMPLATE_DEFINE("Shape errors name the layer and the shapes", B, shape
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Padding 'same' follows Keras: ceil(in / stride) outputs", B, same_padding) {
+  if (!test::backend_available<B>()) return;
   nn::Conv2d<B> conv(4, 32, 8, 4, Padding::same);
   CHECK(conv.output_shape({1, 4, 80, 80}) == Shape{1, 32, 20, 20});
   nn::MaxPool2d<B> pool(2, 2, Padding::same);
@@ -282,6 +291,7 @@ TEST_CASE_TEMPLATE_DEFINE("Padding 'same' follows Keras: ceil(in / stride) outpu
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Initialisers have the documented statistics", B, initialisers) {
+  if (!test::backend_available<B>()) return;
   Context<B> ctx;
   Rng rng(11);
   nn::Dense<B> dense(400, 300);
@@ -321,3 +331,20 @@ TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
+
+#if defined(QRL_HAVE_CUDA)
+// The same suites on the GPU, labelled "cuda"; each reports a skip (see
+// test::backend_available) where no CUDA device is usable.
+TEST_SUITE_BEGIN("cuda");
+TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(flatten_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(sequential_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cuda);
+TEST_SUITE_END();
+#endif

@@ -27,6 +27,7 @@ struct DenseFixture {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("Adam matches hand-computed steps with bias correction", B, adam_steps) {
+  if (!test::backend_available<B>()) return;
   DenseFixture<B> f;
   f.set({1.0f, -1.0f}, {0.5f}, {0.2f, -0.4f}, {0.0f});
   optim::AdamConfig config;
@@ -53,6 +54,7 @@ TEST_CASE_TEMPLATE_DEFINE("Adam matches hand-computed steps with bias correction
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Global-norm clipping scales the gradient before Adam", B, adam_clipping) {
+  if (!test::backend_available<B>()) return;
   // With SGD-like reasoning hidden by Adam's normalisation, check the norm and
   // scale directly, then that a clipped step equals an unclipped step taken
   // on the pre-scaled gradient.
@@ -78,6 +80,7 @@ TEST_CASE_TEMPLATE_DEFINE("Global-norm clipping scales the gradient before Adam"
 }
 
 TEST_CASE_TEMPLATE_DEFINE("Adam rejects nonsensical hyperparameters", B, adam_config) {
+  if (!test::backend_available<B>()) return;
   DenseFixture<B> f;
   optim::AdamConfig bad;
   bad.learning_rate = -1.0f;
@@ -90,3 +93,13 @@ TEST_CASE_TEMPLATE_DEFINE("Adam rejects nonsensical hyperparameters", B, adam_co
 TEST_CASE_TEMPLATE_INVOKE(adam_steps, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(adam_clipping, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(adam_config, qrl::cpu);
+
+#if defined(QRL_HAVE_CUDA)
+// The same suites on the GPU, labelled "cuda"; each reports a skip (see
+// test::backend_available) where no CUDA device is usable.
+TEST_SUITE_BEGIN("cuda");
+TEST_CASE_TEMPLATE_INVOKE(adam_steps, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(adam_clipping, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(adam_config, qrl::cuda);
+TEST_SUITE_END();
+#endif

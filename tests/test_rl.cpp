@@ -94,6 +94,7 @@ std::vector<std::pair<int, int>> tags(const std::vector<std::uint8_t>& state) {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the first frame", B, replay_stacking) {
+  if (!test::backend_available<B>()) return;
   rl::ReplayMemory<B> memory({100, {1, 2, 1}, 4});
   fill_episodes(memory, {5, 3});
   // frames: e1 s0..s5 (6 slots), e2 s0..s3 (4 slots) = 10 frames, 8 transitions.
@@ -122,6 +123,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the f
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken stack", B, replay_wrap) {
+  if (!test::backend_available<B>()) return;
   Context<B> ctx;
   rl::ReplayMemory<B> memory({16, {1, 2, 1}, 4});
   fill_episodes(memory, {7, 9, 4, 6, 11});  // 42 frames through a 16-frame ring
@@ -161,6 +163,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken 
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed", B, replay_seeded) {
+  if (!test::backend_available<B>()) return;
   Context<B> ctx;
   rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2});
   fill_episodes(memory, {20, 20, 20});
@@ -175,6 +178,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed",
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its input", B, replay_size) {
+  if (!test::backend_available<B>()) return;
   const rl::ReplayConfig million{1000000, {84, 84, 1}, 4};
   const auto bytes = rl::ReplayMemory<B>::bytes_required(million);
   CHECK(bytes > 7'000'000'000ULL);
@@ -195,3 +199,14 @@ TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
+
+#if defined(QRL_HAVE_CUDA)
+// The same suites on the GPU, labelled "cuda"; each reports a skip (see
+// test::backend_available) where no CUDA device is usable.
+TEST_SUITE_BEGIN("cuda");
+TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);
+TEST_SUITE_END();
+#endif

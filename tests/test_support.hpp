@@ -3,13 +3,41 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include <qrl/backend/cpu.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/tensor.hpp>
+#if defined(QRL_HAVE_CUDA)
+#include <qrl/backend/cuda.hpp>
+#endif
 
 namespace qrl::test {
+
+// The line ctest's SKIP_REGULAR_EXPRESSION (tests/CMakeLists.txt) turns into
+// a skip: a CUDA test without a usable device is reported as skipped with
+// the reason, neither failed nor missing.
+inline constexpr const char* skip_marker = "QRL_TEST_SKIPPED";
+
+// Whether backend B can run here; the first line of every templated test.
+// The CPU always can; CUDA needs a device with code for its architecture.
+template <class B>
+bool backend_available() {
+#if defined(QRL_HAVE_CUDA)
+  if constexpr (std::is_same_v<B, cuda>) {
+    static const std::string reason = cuda_unavailable_reason();
+    if (!reason.empty()) {
+      std::printf("%s: %s\n", skip_marker, reason.c_str());
+      std::fflush(stdout);
+      return false;
+    }
+  }
+#endif
+  return true;
+}
 
 inline std::vector<float> random_vector(std::size_t n, Rng& rng, float scale = 1.0f) {
   std::vector<float> v(n);

@@ -12,6 +12,9 @@
 #include <qrl/envs/flappy_bird.hpp>
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
+#if defined(QRL_HAVE_CUDA)
+#include <qrl/backend/cuda.hpp>
+#endif
 
 #include "../common/example_support.hpp"
 
@@ -193,7 +196,16 @@ int eval(const Options& o, bool play) {
 template <class Fn>
 int with_backend(const std::string& backend, Fn&& fn) {
   if (backend == "cpu") return fn(cpu{});
-  fail("--backend ", backend, ": this build has no CUDA backend yet; use --backend cpu");
+#if defined(QRL_HAVE_CUDA)
+  // Checked before anything is built, so a machine without a GPU gets one
+  // line instead of an error from deep inside the first allocation.
+  const std::string reason = cuda_unavailable_reason();
+  if (!reason.empty()) fail("--backend cuda: ", reason);
+  return fn(cuda{});
+#else
+  fail("--backend ", backend, ": this build has no CUDA backend (configure with CUDA and cuDNN installed, "
+       "QRL_ENABLE_CUDA=ON); use --backend cpu");
+#endif
 }
 
 }  // namespace

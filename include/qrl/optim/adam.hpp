@@ -53,12 +53,16 @@ class Adam {
   void step(Context<B>& ctx) {
     ++steps_;
     backend_traits<B>::grad_norm(ctx, slices_, config_.max_grad_norm, norm_.data(), norm_.data() + 1);
-    const double bias_correction1 = 1.0 - std::pow(double(config_.beta1), double(steps_));
-    const double bias_correction2 = 1.0 - std::pow(double(config_.beta2), double(steps_));
-    const kernels::AdamUpdate update{static_cast<float>(config_.learning_rate / bias_correction1), config_.beta1,
-                                     config_.beta2, config_.eps, static_cast<float>(std::sqrt(bias_correction2)),
-                                     config_.weight_decay};
-    backend_traits<B>::adam_update(ctx, slices_, first_ptrs_, second_ptrs_, update, norm_.data() + 1);
+    backend_traits<B>::adam_update(ctx, slices_, first_ptrs_, second_ptrs_, update_for_step(steps_), norm_.data() + 1);
+  }
+
+  // The element update of step `step` (1-based): its bias corrections. A
+  // replayed CUDA graph refreshes its Adam node with this.
+  kernels::AdamUpdate update_for_step(std::int64_t step) const {
+    const double bias_correction1 = 1.0 - std::pow(double(config_.beta1), double(step));
+    const double bias_correction2 = 1.0 - std::pow(double(config_.beta2), double(step));
+    return {static_cast<float>(config_.learning_rate / bias_correction1), config_.beta1, config_.beta2, config_.eps,
+            static_cast<float>(std::sqrt(bias_correction2)), config_.weight_decay};
   }
 
   // Global gradient norm before clipping, of the last step (host read).

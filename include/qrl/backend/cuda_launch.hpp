@@ -1,0 +1,122 @@
+#pragma once
+// Launchers of the hand-written CUDA kernels (kernels/*.cu). Each wraps one
+// element functor from qrl/kernels in a __global__ function and enqueues it
+// on the given stream; none synchronises. Declared in a header g++ can read
+// (cudaStream_t comes from the C runtime header) so the CUDA backend, itself
+// plain C++, calls them without seeing any device code.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include <qrl/backend/geometry.hpp>
+#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/activation.cuh>
+#include <qrl/kernels/adam.cuh>
+#include <qrl/kernels/loss.cuh>
+#include <qrl/kernels/preprocess.cuh>
+#include <qrl/kernels/random.cuh>
+
+namespace qrl::kernels {
+
+// One parameter tensor as the fused optimizer kernels see it: a row of a
+// device-resident table, so one launch covers every tensor of a network.
+struct DeviceParameter {
+  float* value = nullptr;
+  const float* grad = nullptr;
+  float* first_moment = nullptr;   // Adam m (null for the norm-only table)
+  float* second_moment = nullptr;  // Adam v
+  std::int64_t size = 0;
+  friend bool operator==(const DeviceParameter&, const DeviceParameter&) = default;
+};
+
+// One replay slot's metadata, kept beside the frame store on the device.
+struct ReplaySlot {
+  float reward = 0.0f;
+  std::int16_t action = 0;
+  std::uint8_t flags = 0;    // bit 0: has a transition, bit 1: terminal
+  std::uint8_t history = 0;  // earlier frames of the same episode (saturating at 255)
+};
+
+// A device replay memory as the sampling kernel reads it (see
+// qrl/rl/device_replay.hpp for the slot layout).
+struct ReplayDeviceView {
+  const std::uint8_t* frames = nullptr;  // [capacity, frame_bytes]
+  const ReplaySlot* slots = nullptr;     // [capacity]
+  std::int64_t capacity = 0;
+  std::int64_t oldest = 0;  // slot of the oldest stored frame
+  std::int64_t count = 0;   // frames stored
+  std::int64_t frame_bytes = 0;
+  int stack = 4;
+};
+
+// The first launch error of this thread, or cudaSuccess; used to tell "no
+// kernel image for this device" (a build for other architectures) apart
+// from a working device.
+cudaError_t probe_kernel_image();
+
+void launch_fill(float* data, std::int64_t n, float value, cudaStream_t stream);
+void launch_relu_forward(const float* x, float* y, std::int64_t n, cudaStream_t stream);
+void launch_relu_backward(const float* y, const float* grad_y, float* grad_x, std::int64_t n, cudaStream_t stream);
+void launch_u8_to_float(const std::uint8_t* src, float* dst, std::int64_t n, ByteToUnitFloat convert,
+                        cudaStream_t stream);
+void launch_argmax_rows(const float* x, int rows, int cols, std::int32_t* out, cudaStream_t stream);
+
+// y[(o * channels + c) * inner + i] += bias[c]: dense layers use inner = 1,
+// convolutions outer = batch and inner = output pixels.
+void launch_bias_add(float* y, const float* bias, std::int64_t outer, int channels, std::int64_t inner,
+                     cudaStream_t stream);
+// grad_bias[c] = sum over o, i of grad_y[(o * channels + c) * inner + i].
+void launch_bias_grad(const float* grad_y, float* grad_bias, std::int64_t outer, int channels, std::int64_t inner,
+                      cudaStream_t stream);
+
+// Zero-extends `planes` h x w planes to dst_h x dst_w (data top-left), and
+// crops them back: cuDNN takes symmetric padding only, so Keras 'same' with
+// an odd total gets its extra bottom/right row from a padded copy.
+void launch_pad_planes(const float* src, float* dst, std::int64_t planes, int h, int w, int dst_h, int dst_w,
+                       cudaStream_t stream);
+void launch_crop_planes(const float* src, float* dst, std::int64_t planes, int src_h, int src_w, int h, int w,
+                        cudaStream_t stream);
+
+void launch_maxpool2d_forward(const Pool2dGeometry& g, const float* x, float* y, std::int32_t* argmax,
+                              cudaStream_t stream);
+void launch_maxpool2d_backward(const Pool2dGeometry& g, const float* grad_y, const std::int32_t* argmax,
+                               float* grad_x, cudaStream_t stream);
+
+// Mean loss into *loss_out (device); grad (may be null) = dLoss/dprediction.
+void launch_elementwise_loss(HuberElement element, const float* prediction, const float* target, std::int64_t n,
+                             float* grad, float* loss_out, cudaStream_t stream);
+void launch_elementwise_loss(SquaredElement element, const float* prediction, const float* target, std::int64_t n,
+                             float* grad, float* loss_out, cudaStream_t stream);
+
+// The fused TD step of TdLossArgs, one launch; all pointers are device memory.
+void launch_td_loss(const TdLossArgs& args, cudaStream_t stream);
+
+// Global L2 norm of every table row's gradient; *scale_out as in
+// backend_traits<cpu>::grad_norm. `accumulator` is one device double.
+void launch_grad_norm(const DeviceParameter* table, int count, std::int64_t max_size, double* accumulator,
+                      float max_norm, float* norm_out, float* scale_out, cudaStream_t stream);
+// AdamUpdate over every row of the table in one launch; grad_scale (device,
+// may be null) carries the clipping factor.
+void launch_adam_update(const DeviceParameter* table, int count, std::int64_t max_size, AdamUpdate update,
+                        const float* grad_scale, cudaStream_t stream);
+// The Adam kernel's entry, to find its node in a captured graph: its
+// AdamUpdate argument (the step's bias correction) changes every step.
+const void* adam_kernel_entry();
+
+// Frame f of `frames` starts at base.src + f * src_frame_stride (device) and
+// is written to dst + f * out_height * out_width.
+void launch_preprocess(PreprocessFunctor base, std::size_t src_frame_stride, int frames, std::uint8_t* dst,
+                       cudaStream_t stream);
+
+// out[e] = random action with probability epsilon, else argmax_a q[e, a].
+void launch_epsilon_greedy(const float* q, int batch, int actions, EpsilonGreedy policy, std::int32_t* out,
+                           cudaStream_t stream);
+
+// Draws `batch` valid transitions uniformly (rejection on the device) and
+// gathers their stacked states [batch, stack, frame] and the rest.
+void launch_replay_sample(const ReplayDeviceView& replay, int batch, CounterRng rng, std::uint8_t* states,
+                          std::uint8_t* next_states, std::int32_t* actions, float* rewards, float* terminated,
+                          cudaStream_t stream);
+
+}  // namespace qrl::kernels

@@ -1,0 +1,565 @@
+// CUDA parity tests: every operation of backend_traits<cuda> against the CPU
+// backend (whose element functors are the kernels' own code) on the same
+// inputs. Tolerance, as in llm.c's kernel checks: |gpu - ref| <= atol +
+// rtol * |ref|, stated per test; the first mismatches are printed. Inputs
+// and outputs are checked for finite values and nonzero norms, so a kernel
+// that writes nothing cannot pass. Without a usable device every test but
+// the error-message one prints test::skip_marker and ctest reports a skip.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <qrl/env/preprocess.hpp>
+#include <qrl/nn/loss.hpp>
+#include <qrl/nn/models.hpp>
+#include <qrl/optim/adam.hpp>
+#include <qrl/rl/cuda_graph.hpp>
+#include <qrl/rl/device_replay.hpp>
+#include <qrl/rl/dqn.hpp>
+
+#include "test_support.hpp"
+
+using namespace qrl;
+
+namespace {
+
+using Cpu = backend_traits<cpu>;
+using Gpu = backend_traits<cuda>;
+
+// Counts elements outside atol + rtol |ref|; prints the first five.
+template <class T>
+bool all_close(const std::vector<T>& gpu, const std::vector<T>& ref, double atol, double rtol, const std::string& what) {
+  REQUIRE(gpu.size() == ref.size());
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double g = static_cast<double>(gpu[i]), r = static_cast<double>(ref[i]);
+    if (!(std::abs(g - r) <= atol + rtol * std::abs(r))) {
+      if (bad < 5) std::printf("%s[%zu]: gpu %.9g, cpu %.9g\n", what.c_str(), i, g, r);
+      ++bad;
+    }
+  }
+  if (bad) std::printf("%s: %zu of %zu elements outside atol %g + rtol %g\n", what.c_str(), bad, ref.size(), atol, rtol);
+  return bad == 0;
+}
+
+bool usable(const std::vector<float>& v) { return test::all_finite(v) && test::norm(v) > 0.0; }
+
+double rms(const std::vector<float>& v) { return v.empty() ? 0.0 : test::norm(v) / std::sqrt(double(v.size())); }
+
+// Weights after Adam steps on two backends. Adam moves a weight by about
+// lr * sign(g) per step, so one whose gradient is within rounding of zero
+// may move differently on the two: allow a few such weights per tensor (one
+// in 10^4, plus one), none by more than 2 lr per step; the rest must agree
+// within atol 2e-6 + rtol 1e-4.
+void check_weights_agree(const std::vector<float>& got, const std::vector<float>& ref, double lr, int steps,
+                         const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  CHECK(usable(got));
+  std::size_t loose = 0;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double diff = std::abs(double(got[i]) - ref[i]);
+    if (!(diff <= 2e-6 + 1e-4 * std::abs(ref[i]))) ++loose;
+    if (!(diff <= worst)) worst = diff;  // NaN-safe: a NaN difference becomes the worst
+  }
+  INFO(what, ": ", loose, " of ", ref.size(), " weights differ beyond atol 2e-6 + rtol 1e-4, worst ", worst);
+  CHECK(loose <= ref.size() / 10000 + 1);
+  CHECK(worst <= 2.0 * lr * steps + 1e-6);
+}
+
+// The same layer on both backends with the same initial weights. Sums over
+// thousands of terms round differently in cuDNN and im2col + SGEMM, so atol
+// is stated relative to the RMS of each reference tensor: |gpu - cpu| <=
+// atol_rms * rms(cpu) + rtol * |cpu|. An indexing error is off by O(rms).
+template <template <class> class L, class... Args>
+void check_layer(Shape in, double atol_rms, double rtol, Args... args) {
+  Context<cpu> cc;
+  Context<cuda> gc;
+  L<cpu> cpu_layer(args...);
+  L<cuda> gpu_layer(args...);
+  Rng r1(7), r2(7), data(11);
+  cpu_layer.initialize(cc, r1, nn::Init::pytorch_default);
+  gpu_layer.initialize(gc, r2, nn::Init::pytorch_default);
+  const auto x = test::random_vector(static_cast<std::size_t>(in.size()), data);
+  const Shape out = cpu_layer.output_shape(in);
+  const auto gy = test::random_vector(static_cast<std::size_t>(out.size()), data);
+  REQUIRE(test::norm(x) > 0.0);
+
+  auto xc = from_host<cpu, float>(cc, x, in);
+  auto xg = from_host<cuda, float>(gc, x, in);
+  auto gyc = from_host<cpu, float>(cc, gy, out);
+  auto gyg = from_host<cuda, float>(gc, gy, out);
+  const auto yc = to_host(cc, cpu_layer.forward(cc, xc.view()));
+  const auto yg = to_host(gc, gpu_layer.forward(gc, xg.view()));
+  INFO(cpu_layer.describe(), " on ", in.str());
+  CHECK(usable(yg));
+  CHECK(all_close(yg, yc, atol_rms * rms(yc), rtol, cpu_layer.describe() + " output"));
+  const auto dxc = to_host(cc, cpu_layer.backward(cc, gyc.view(), true));
+  const auto dxg = to_host(gc, gpu_layer.backward(gc, gyg.view(), true));
+  CHECK(usable(dxg));
+  CHECK(all_close(dxg, dxc, atol_rms * rms(dxc), rtol, cpu_layer.describe() + " input gradient"));
+  auto pc = cpu_layer.parameters();
+  auto pg = gpu_layer.parameters();
+  REQUIRE(pc.size() == pg.size());
+  for (std::size_t k = 0; k < pc.size(); ++k) {
+    const auto gpu_grad = to_host(gc, *pg[k].grad), cpu_grad = to_host(cc, *pc[k].grad);
+    CHECK(usable(gpu_grad));
+    CHECK(all_close(gpu_grad, cpu_grad, atol_rms * rms(cpu_grad), rtol,
+                    cpu_layer.describe() + " " + pc[k].name + " grad"));
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("cuda") {
+  TEST_CASE("cuda: failed calls name the call and the status") {
+    // Runs without a GPU too: the status strings come from the libraries.
+    CHECK_THROWS_WITH_AS(cuda_detail::check(cudaErrorMemoryAllocation, "cudaMalloc"),
+                         doctest::Contains("cudaMalloc failed: cudaErrorMemoryAllocation"), Error);
+    CHECK_THROWS_WITH_AS(cuda_detail::check(CUBLAS_STATUS_INVALID_VALUE, "cublasSgemm"),
+                         doctest::Contains("cublasSgemm failed: CUBLAS_STATUS_INVALID_VALUE"), Error);
+    CHECK_THROWS_WITH_AS(cuda_detail::check(CUDNN_STATUS_BAD_PARAM, "cudnnConvolutionForward"),
+                         doctest::Contains("cudnnConvolutionForward failed: CUDNN_STATUS_BAD_PARAM"), Error);
+    CHECK_NOTHROW(cuda_detail::check(cudaSuccess, "cudaFree"));
+    const std::string reason = cuda_unavailable_reason();
+    if (!reason.empty()) CHECK_THROWS_WITH_AS(Context<cuda>{}, reason.c_str(), Error);
+  }
+
+  TEST_CASE("cuda: layers match the CPU backend (atol 1e-5 x RMS + rtol 1e-4)") {
+    if (!test::backend_available<cuda>()) return;
+    check_layer<nn::Conv2d>({2, 3, 9, 8}, 1e-5, 1e-4, 3, 4, 3, 1, Padding::valid);
+    check_layer<nn::Conv2d>({2, 3, 7, 8}, 1e-5, 1e-4, 3, 2, 4, 2, Padding::same);  // odd total: padded copy
+    check_layer<nn::Conv2d>({3, 4, 20, 20}, 1e-5, 1e-4, 4, 8, 8, 4, Padding::same);
+    check_layer<nn::Conv2d>({32, 4, 84, 84}, 1e-5, 1e-4, 4, 32, 8, 4, Padding::valid);  // Nature DQN layer 1
+    check_layer<nn::Dense>({32, 3136}, 1e-5, 1e-4, 3136, 512);
+    check_layer<nn::Dense>({5, 7}, 1e-5, 1e-4, 7, 3);
+    // No arithmetic to round differently: exact.
+    check_layer<nn::ReLU>({4, 3, 5, 5}, 0.0, 0.0);
+    check_layer<nn::MaxPool2d>({2, 3, 7, 9}, 0.0, 0.0, 2, 2, Padding::same);
+    check_layer<nn::MaxPool2d>({2, 3, 8, 8}, 0.0, 0.0, 3, 1, Padding::valid);  // overlapping windows, same sum order
+  }
+
+  TEST_CASE("cuda: u8_to_float and argmax and fill match the CPU exactly") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cpu> cc;
+    Context<cuda> gc;
+    Rng rng(3);
+    std::vector<std::uint8_t> bytes(1000);
+    for (auto& b : bytes) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+    auto bg = from_host<cuda, std::uint8_t>(gc, bytes, {1000});
+    Tensor<cuda, float> fg({1000});
+    Gpu::u8_to_float(gc, bg.data(), fg.data(), 1000, 1.0f / 255.0f);
+    std::vector<float> ref(1000);
+    Cpu::u8_to_float(cc, bytes.data(), ref.data(), 1000, 1.0f / 255.0f);
+    CHECK(usable(ref));
+    CHECK(all_close(to_host(gc, fg), ref, 0.0, 0.0, "u8_to_float"));
+
+    auto q = test::random_vector(37 * 6, rng);
+    q[5 * 6 + 2] = q[5 * 6 + 4] = 100.0f;  // a tie: the first index wins on both
+    auto qg = from_host<cuda, float>(gc, q, {37, 6});
+    Tensor<cuda, std::int32_t> ag({37});
+    Gpu::argmax_rows(gc, qg.data(), 37, 6, ag.data());
+    std::vector<std::int32_t> aref(37);
+    Cpu::argmax_rows(cc, q.data(), 37, 6, aref.data());
+    CHECK(to_host(gc, ag) == aref);
+    CHECK(aref[5] == 2);
+
+    Gpu::fill(gc, fg.data(), 1000, 0.25f);
+    CHECK(to_host(gc, fg) == std::vector<float>(1000, 0.25f));
+  }
+
+  TEST_CASE("cuda: MSE and Huber losses match the CPU (rtol 1e-6)") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cpu> cc;
+    Context<cuda> gc;
+    Rng rng(5);
+    const auto p = test::random_vector(3000, rng, 2.0f), t = test::random_vector(3000, rng, 2.0f);
+    auto pc = from_host<cpu, float>(cc, p, {3000});
+    auto tc = from_host<cpu, float>(cc, t, {3000});
+    auto pg = from_host<cuda, float>(gc, p, {3000});
+    auto tg = from_host<cuda, float>(gc, t, {3000});
+    Tensor<cpu, float> grad_c;
+    Tensor<cuda, float> grad_g;
+    const float mse_c = nn::mse_loss<cpu>(cc, pc.view(), tc.view(), &grad_c);
+    const float mse_g = nn::mse_loss<cuda>(gc, pg.view(), tg.view(), &grad_g);
+    CHECK(mse_g == doctest::Approx(mse_c).epsilon(1e-6));
+    CHECK(all_close(to_host(gc, grad_g), to_host(cc, grad_c), 0.0, 1e-6, "mse grad"));
+    const float huber_c = nn::huber_loss<cpu>(cc, pc.view(), tc.view(), &grad_c, 1.5f);
+    const float huber_g = nn::huber_loss<cuda>(gc, pg.view(), tg.view(), &grad_g, 1.5f);
+    CHECK(huber_g > 0.0f);
+    CHECK(huber_g == doctest::Approx(huber_c).epsilon(1e-6));
+    CHECK(all_close(to_host(gc, grad_g), to_host(cc, grad_c), 0.0, 1e-6, "huber grad"));
+  }
+
+  TEST_CASE("cuda: the fused TD step matches the CPU - targets and masks and Double DQN and both losses") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cpu> cc;
+    Context<cuda> gc;
+    Rng rng(9);
+    const int batch = 300, actions = 5;  // more rows than one block's threads
+    const auto q = test::random_vector(batch * actions, rng, 3.0f);
+    const auto qt = test::random_vector(batch * actions, rng, 3.0f);
+    const auto qo = test::random_vector(batch * actions, rng, 3.0f);
+    std::vector<std::int32_t> action(batch);
+    std::vector<float> reward(batch), terminated(batch);
+    for (int i = 0; i < batch; ++i) {
+      action[i] = static_cast<std::int32_t>(rng.uniform_index(actions));
+      reward[i] = static_cast<float>(rng.normal());
+      terminated[i] = i % 7 == 0 ? 1.0f : 0.0f;
+    }
+    for (const bool double_dqn : {false, true})
+      for (const LossKind loss : {LossKind::huber, LossKind::mse}) {
+        CAPTURE(double_dqn);
+        CAPTURE(static_cast<int>(loss));
+        std::vector<float> grad_c(batch * actions), stats_c(2);
+        TdLossArgs a;
+        a.batch = batch;
+        a.actions = actions;
+        a.q = q.data();
+        a.q_next_target = qt.data();
+        a.q_next_online = double_dqn ? qo.data() : nullptr;
+        a.action = action.data();
+        a.reward = reward.data();
+        a.terminated = terminated.data();
+        a.gamma = 0.97f;
+        a.loss = loss;
+        a.huber_delta = 1.0f;
+        a.grad_q = grad_c.data();
+        a.loss_out = stats_c.data();
+        a.q_mean_out = stats_c.data() + 1;
+        Cpu::td_loss(cc, a);
+
+        auto qg = from_host<cuda, float>(gc, q, {batch, actions});
+        auto qtg = from_host<cuda, float>(gc, qt, {batch, actions});
+        auto qog = from_host<cuda, float>(gc, qo, {batch, actions});
+        auto ag = from_host<cuda, std::int32_t>(gc, action, {batch});
+        auto rg = from_host<cuda, float>(gc, reward, {batch});
+        auto tg = from_host<cuda, float>(gc, terminated, {batch});
+        Tensor<cuda, float> grad_g({batch, actions}), stats_g({2});
+        a.q = qg.data();
+        a.q_next_target = qtg.data();
+        a.q_next_online = double_dqn ? qog.data() : nullptr;
+        a.action = ag.data();
+        a.reward = rg.data();
+        a.terminated = tg.data();
+        a.grad_q = grad_g.data();
+        a.loss_out = stats_g.data();
+        a.q_mean_out = stats_g.data() + 1;
+        Gpu::td_loss(gc, a);
+        CHECK(usable(grad_c));
+        // nvcc contracts the target's multiply-add into an FMA (g++ in ISO
+        // mode does not): d = q - y may differ by an ulp of y, which is
+        // 1e-7 / batch in the gradient.
+        CHECK(all_close(to_host(gc, grad_g), grad_c, 1e-8, 1e-5, "td grad_q"));
+        CHECK(all_close(to_host(gc, stats_g), stats_c, 1e-7, 1e-6, "td loss and q mean"));
+      }
+  }
+
+  TEST_CASE("cuda: gradient norm and clipping and fused Adam match the CPU (atol 1e-7 + rtol 1e-6)") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cpu> cc;
+    Context<cuda> gc;
+    auto nc = nn::tutorial_dqn<cpu>(2, 20, 20, 3, 16);
+    auto ng = nn::tutorial_dqn<cuda>(2, 20, 20, 3, 16);
+    Rng r1(1), r2(1), grads(2);
+    nc.initialize(cc, r1, nn::Init::kaiming_normal);
+    ng.initialize(gc, r2, nn::Init::kaiming_normal);
+    optim::AdamConfig config;
+    config.learning_rate = 1e-2f;
+    config.max_grad_norm = 0.5f;  // the random gradients' norm is far above: clipping is active
+    config.weight_decay = 1e-3f;
+    optim::Adam<cpu> ac(cc, nc, config);
+    optim::Adam<cuda> ag(gc, ng, config);
+    for (int step = 0; step < 3; ++step) {
+      auto pc = nc.parameters();
+      auto pg = ng.parameters();
+      for (std::size_t k = 0; k < pc.size(); ++k) {
+        const auto g = test::random_vector(static_cast<std::size_t>(pc[k].grad->size()), grads, 0.1f);
+        upload<cpu, float>(cc, g, *pc[k].grad);
+        upload<cuda, float>(gc, g, *pg[k].grad);
+      }
+      ac.step(cc);
+      ag.step(gc);
+      const float norm_c = ac.last_grad_norm(cc), norm_g = ag.last_grad_norm(gc);
+      CHECK(norm_c > config.max_grad_norm);
+      CHECK(norm_g == doctest::Approx(norm_c).epsilon(1e-6));
+    }
+    auto pc = nc.parameters();
+    auto pg = ng.parameters();
+    for (std::size_t k = 0; k < pc.size(); ++k) {
+      const auto wg = to_host(gc, *pg[k].value);
+      CHECK(usable(wg));
+      CHECK(all_close(wg, to_host(cc, *pc[k].value), 1e-7, 1e-6, pc[k].name + " after 3 Adam steps"));
+      CHECK(all_close(to_host(gc, ag.second_moments()[k]), to_host(cc, ac.second_moments()[k]), 1e-12, 1e-5,
+                      pc[k].name + " second moment"));
+    }
+  }
+
+  TEST_CASE("cuda: batched preprocessing equals the CPU functor on every pixel") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    Rng rng(21);
+    const env::FrameShape shape{150, 600, 4};  // the Dino canvas, RGBA
+    const int frames = 5;
+    std::vector<std::uint8_t> host(shape.bytes() * frames);
+    for (auto& b : host) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+    for (const bool threshold : {false, true}) {
+      env::PreprocessSpec spec;
+      spec.layout = kernels::PixelLayout::Rgba;
+      spec.crop = env::CropRect{10, 20, 130, 560};
+      spec.out_height = spec.out_width = 80;
+      if (threshold) spec.threshold = 100;
+      std::vector<env::FrameView> views;
+      for (int f = 0; f < frames; ++f) views.push_back({host.data() + f * shape.bytes(), shape});
+      std::vector<std::uint8_t> ref(80 * 80 * frames);
+      env::preprocess(std::span<const env::FrameView>(views), spec, ref.data());
+
+      auto src = from_host<cuda, std::uint8_t>(gc, host, {static_cast<std::int64_t>(host.size())});
+      Tensor<cuda, std::uint8_t> out({frames, 80, 80});
+      const auto functor = env::make_preprocess_functor({src.data(), shape}, spec);
+      kernels::launch_preprocess(functor, shape.bytes(), frames, out.data(), gc.stream());
+      cuda_detail::check_launch("launch_preprocess");
+      const auto got = to_host(gc, out);
+      CHECK(got == ref);
+      CHECK(std::count(ref.begin(), ref.end(), std::uint8_t{0}) < static_cast<long>(ref.size()));
+    }
+  }
+
+  TEST_CASE("cuda: epsilon-greedy on the device equals the CPU functor and explores at rate epsilon") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    Rng rng(4);
+    const int envs = 4096, actions = 4;
+    const auto q = test::random_vector(envs * actions, rng);
+    auto qg = from_host<cuda, float>(gc, q, {envs, actions});
+    Tensor<cuda, std::int32_t> out({envs});
+    const kernels::EpsilonGreedy policy{0.25f, kernels::CounterRng{1234, 7}};
+    Gpu::epsilon_greedy(gc, qg.data(), envs, actions, policy, out.data());
+    const auto got = to_host(gc, out);
+    int greedy = 0;
+    for (int e = 0; e < envs; ++e) {
+      const float* row = q.data() + e * actions;
+      CHECK(got[e] == policy(row, actions, e));
+      greedy += got[e] == static_cast<int>(std::max_element(row, row + actions) - row);
+    }
+    // Greedy with probability 0.75 + 0.25 / 4 = 0.8125; 4096 draws: sd 0.006.
+    CHECK(greedy / double(envs) == doctest::Approx(0.8125).epsilon(0.04));
+  }
+
+  TEST_CASE("cuda: device replay memory samples the same transitions as its CPU reference") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    const rl::ReplayConfig config{40, {3, 4, 1}, 4};
+    rl::DeviceReplayMemory replay(gc, config);
+    rl::ReplayMemory<cpu> reference(config);
+    // Episodes of 9, 14, 6, 20 steps through a 40-frame ring: wrap-around,
+    // episode starts and terminal/truncated ends all occur.
+    std::vector<std::uint8_t> frame(12);
+    int value = 0;
+    auto next_frame = [&] {
+      for (auto& b : frame) b = static_cast<std::uint8_t>(value);
+      ++value;
+      return env::FrameView{frame.data(), {3, 4, 1}};
+    };
+    for (const int length : {9, 14, 6, 20}) {
+      auto first = next_frame();
+      replay.begin_episode(first);
+      reference.begin_episode(first);
+      for (int t = 0; t < length; ++t) {
+        const bool last = t + 1 == length;
+        auto next = next_frame();
+        replay.add(t % 3, 0.5f * t, last && length % 2 == 0, last && length % 2 == 1, next);
+        reference.add(t % 3, 0.5f * t, last && length % 2 == 0, last && length % 2 == 1, next);
+      }
+    }
+    REQUIRE(replay.transitions() == reference.transitions());
+    rl::ReplayBatch<cuda> batch;
+    replay.sample(gc, 64, kernels::CounterRng{99, 0}, batch);
+    const auto states = to_host(gc, batch.states), next_states = to_host(gc, batch.next_states);
+    const auto actions = to_host(gc, batch.actions);
+    const auto rewards = to_host(gc, batch.rewards), terminated = to_host(gc, batch.terminated);
+    // Every sampled transition is one the reference holds, with the same
+    // stacked frames (frames are constant images of their index).
+    int distinct_found = 0;
+    std::vector<std::uint8_t> s, ns;
+    for (int i = 0; i < 64; ++i) {
+      bool found = false;
+      for (std::int64_t k = 0; k < reference.frames() && !found; ++k) {
+        int a = 0;
+        float r = 0;
+        bool term = false;
+        if (!reference.transition_at(k, s, ns, a, r, term)) continue;
+        found = std::equal(s.begin(), s.end(), states.begin() + i * 48) &&
+                std::equal(ns.begin(), ns.end(), next_states.begin() + i * 48) && a == actions[i] &&
+                r == rewards[i] && (term ? 1.0f : 0.0f) == terminated[i];
+      }
+      CHECK(found);
+      distinct_found += found;
+    }
+    CHECK(distinct_found == 64);
+    // The same (seed, counter) gives the same batch; the next counter another.
+    rl::ReplayBatch<cuda> again, other;
+    replay.sample(gc, 64, kernels::CounterRng{99, 0}, again);
+    replay.sample(gc, 64, kernels::CounterRng{99, 1}, other);
+    CHECK(to_host(gc, again.states) == states);
+    CHECK(to_host(gc, again.actions) == actions);
+    CHECK(to_host(gc, other.states) != states);
+    CHECK(std::count(states.begin(), states.end(), std::uint8_t{0}) < static_cast<long>(states.size()));
+  }
+
+  TEST_CASE("cuda: preprocessing writes straight into the device replay store") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    Rng rng(31);
+    const env::FrameShape raw{30, 40, 3};
+    env::PreprocessSpec spec;
+    spec.out_height = 6;
+    spec.out_width = 8;
+    const rl::ReplayConfig config{12, {6, 8, 1}, 2};
+    rl::DeviceReplayMemory replay(gc, config);
+    rl::ReplayMemory<cpu> reference(config);
+    std::vector<std::uint8_t> host(raw.bytes()), gray(48);
+    Tensor<cuda, std::uint8_t> device_raw({static_cast<std::int64_t>(raw.bytes())});
+    auto step = [&](bool first, int t, bool terminated) {
+      for (auto& b : host) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+      env::preprocess(env::FrameView{host.data(), raw}, spec, gray.data());
+      upload<cuda, std::uint8_t>(gc, host, device_raw);
+      const auto functor = env::make_preprocess_functor({device_raw.data(), raw}, spec);
+      kernels::launch_preprocess(functor, raw.bytes(), 1, replay.next_frame(), gc.stream());
+      const env::FrameView frame{gray.data(), config.frame};
+      if (first) {
+        replay.begin_episode_in_place();
+        reference.begin_episode(frame);
+      } else {
+        replay.add_in_place(t % 2, 1.0f, terminated, false);
+        reference.add(t % 2, 1.0f, terminated, false, frame);
+      }
+    };
+    for (int episode = 0; episode < 3; ++episode) {
+      step(true, 0, false);
+      for (int t = 1; t <= 5; ++t) step(false, t, t == 5);
+    }
+    REQUIRE(replay.transitions() == reference.transitions());
+    rl::ReplayBatch<cuda> batch;
+    replay.sample(gc, 16, kernels::CounterRng{5, 0}, batch);
+    const auto states = to_host(gc, batch.states), next_states = to_host(gc, batch.next_states);
+    std::vector<std::uint8_t> s, ns;
+    for (int i = 0; i < 16; ++i) {
+      bool found = false;
+      for (std::int64_t k = 0; k < reference.frames() && !found; ++k) {
+        int a = 0;
+        float r = 0;
+        bool term = false;
+        if (!reference.transition_at(k, s, ns, a, r, term)) continue;
+        found = std::equal(s.begin(), s.end(), states.begin() + i * 96) &&
+                std::equal(ns.begin(), ns.end(), next_states.begin() + i * 96);
+      }
+      CHECK(found);
+    }
+  }
+
+  TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6 + rtol 1e-4)") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cpu> cc;
+    Context<cuda> gc;
+    const int batch = 32, actions = 6;
+    auto nc = nn::nature_dqn<cpu>(4, 84, 84, actions);
+    auto ng = nn::nature_dqn<cuda>(4, 84, 84, actions);
+    Rng r1(17), r2(17), data(18);
+    nc.initialize(cc, r1, nn::Init::pytorch_default);
+    ng.initialize(gc, r2, nn::Init::pytorch_default);
+    rl::DqnConfig config;
+    config.batch_size = batch;
+    config.double_dqn = true;
+    config.adam.learning_rate = 1e-4f;
+    config.adam.max_grad_norm = 10.0f;
+    rl::Dqn<cpu> agent_c(cc, std::move(nc), {4, 84, 84}, actions, config);
+    rl::Dqn<cuda> agent_g(gc, std::move(ng), {4, 84, 84}, actions, config);
+
+    const Shape states{batch, 4, 84, 84};
+    std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
+    for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    std::vector<std::int32_t> a(batch);
+    std::vector<float> r(batch), t(batch);
+    for (int i = 0; i < batch; ++i) {
+      a[i] = static_cast<std::int32_t>(data.uniform_index(actions));
+      r[i] = static_cast<float>(data.uniform_index(3)) - 1.0f;
+      t[i] = i % 5 == 0 ? 1.0f : 0.0f;
+    }
+    rl::ReplayBatch<cpu> bc;
+    rl::ReplayBatch<cuda> bg;
+    bc.states = from_host<cpu, std::uint8_t>(cc, s, states);
+    bc.next_states = from_host<cpu, std::uint8_t>(cc, ns, states);
+    bc.actions = from_host<cpu, std::int32_t>(cc, a, {batch});
+    bc.rewards = from_host<cpu, float>(cc, r, {batch});
+    bc.terminated = from_host<cpu, float>(cc, t, {batch});
+    bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
+    bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
+    bg.actions = from_host<cuda, std::int32_t>(gc, a, {batch});
+    bg.rewards = from_host<cuda, float>(gc, r, {batch});
+    bg.terminated = from_host<cuda, float>(gc, t, {batch});
+
+    for (int u = 0; u < 2; ++u) {
+      agent_c.update(bc);
+      agent_g.update(bg);
+      const auto sc = agent_c.last_stats(), sg = agent_g.last_stats();
+      CHECK(sc.loss > 0.0f);
+      CHECK(sg.loss == doctest::Approx(sc.loss).epsilon(1e-4));
+      CHECK(sg.q_mean == doctest::Approx(sc.q_mean).epsilon(1e-4));
+      CHECK(sg.grad_norm == doctest::Approx(sc.grad_norm).epsilon(1e-4));
+    }
+    auto pc = agent_c.online().parameters();
+    auto pg = agent_g.online().parameters();
+    for (std::size_t k = 0; k < pc.size(); ++k)
+      check_weights_agree(to_host(gc, *pg[k].value), to_host(cc, *pc[k].value), config.adam.learning_rate, 2,
+                          pc[k].name + " after 2 updates");
+  }
+
+  TEST_CASE("cuda: updates replayed from a CUDA graph equal eager updates") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    const int batch = 8, actions = 3;
+    auto make = [&] {
+      auto net = nn::tutorial_dqn<cuda>(4, 40, 40, actions, 32);
+      Rng init(5);
+      net.initialize(gc, init, nn::Init::kaiming_normal);
+      rl::DqnConfig config;
+      config.batch_size = batch;
+      config.adam.learning_rate = 1e-3f;
+      config.adam.max_grad_norm = 1.0f;
+      return std::make_unique<rl::Dqn<cuda>>(gc, std::move(net), Shape{4, 40, 40}, actions, config);
+    };
+    auto eager = make();
+    auto graphed = make();
+    Rng data(6);
+    const Shape states{batch, 4, 40, 40};
+    std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
+    for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    rl::ReplayBatch<cuda> bg;
+    bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
+    bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
+    bg.actions = from_host<cuda, std::int32_t>(gc, std::vector<std::int32_t>{0, 1, 2, 0, 1, 2, 0, 1}, {batch});
+    bg.rewards = from_host<cuda, float>(gc, std::vector<float>{1, 0, -1, 0, 1, 0, 0, 1}, {batch});
+    bg.terminated = from_host<cuda, float>(gc, std::vector<float>{0, 0, 1, 0, 0, 0, 1, 0}, {batch});
+
+    rl::DqnUpdateGraph graph(gc, *graphed, bg);  // runs update 1
+    CHECK(graph.node_count() > 10);
+    CHECK(graphed->optimizer().steps() == 1);
+    for (int u = 0; u < 4; ++u) eager->update(bg);
+    for (int u = 0; u < 3; ++u) graph.replay();
+    CHECK(graphed->optimizer().steps() == 4);
+    CHECK(graphed->last_stats().loss == doctest::Approx(eager->last_stats().loss).epsilon(1e-4));
+    auto pe = eager->online().parameters();
+    auto pg = graphed->online().parameters();
+    // Same device and algorithms: differences only from atomics in cuDNN's
+    // filter gradients, if its chosen algorithm uses them.
+    for (std::size_t k = 0; k < pe.size(); ++k)
+      check_weights_agree(to_host(gc, *pg[k].value), to_host(gc, *pe[k].value), 1e-3, 4, pe[k].name + " graph vs eager");
+  }
+}
