@@ -163,6 +163,15 @@ class ChromiumProcess {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // Debian's Chromium starts crashpad handlers (outside its process group)
+    // that write to ~/.config/chromium; this keeps their database in the
+    // throwaway directory, and their command lines name it.
+    std::string crash_env = "BREAKPAD_DUMP_LOCATION=" + dir_ + "/crash";
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e)
+      if (std::strncmp(*e, "BREAKPAD_DUMP_LOCATION=", 23) != 0) envp.push_back(*e);
+    envp.push_back(crash_env.data());
+    envp.push_back(nullptr);
     std::string rm_path = "/bin/rm";
     std::string rm_flag = "-rf";
     std::string rm_sep = "--";
@@ -176,7 +185,7 @@ class ChromiumProcess {
       std::filesystem::remove_all(dir_);
       fail("cannot fork the Chromium guardian: ", std::strerror(errno));
     }
-    if (guardian == 0) guardian_main(parent, argv.data(), rm_argv.data(), ready_pipe, log_fd_);
+    if (guardian == 0) guardian_main(parent, argv.data(), envp.data(), rm_argv.data(), ready_pipe, log_fd_);
     ::close(ready_pipe[1]);
     guardian_ = guardian;
     // The guardian reports Chromium's pid once it has forked it.
@@ -190,7 +199,7 @@ class ChromiumProcess {
   }
 
   // Runs in the forked child; never returns.
-  [[noreturn]] static void guardian_main(pid_t parent, char** argv, char** rm_argv, int ready_pipe[2], int log_fd) {
+  [[noreturn]] static void guardian_main(pid_t parent, char** argv, char** envp, char** rm_argv, int ready_pipe[2], int log_fd) {
     ::close(ready_pipe[0]);
     ::setpgid(0, 0);
     sigset_t set;
@@ -214,7 +223,7 @@ class ChromiumProcess {
       const int devnull = ::open("/dev/null", O_RDONLY);
       if (devnull >= 0) ::dup2(devnull, 0);
       if (log_fd >= 0) ::dup2(log_fd, 1), ::dup2(log_fd, 2);
-      ::execv(argv[0], argv);
+      ::execve(argv[0], argv, envp);
       ::_exit(127);
     }
     if (browser > 0) ::setpgid(browser, browser);  // both sides, so no race

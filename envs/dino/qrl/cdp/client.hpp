@@ -247,12 +247,14 @@ class CdpClient {
   Json wait(const Pending& pending, std::optional<Milliseconds> timeout = std::nullopt) {
     const Milliseconds limit = timeout.value_or(options_.call_timeout);
     if (pending.result.wait_for(limit) != std::future_status::ready) {
+      std::size_t erased = 0;
       {
         std::lock_guard lock(mutex_);
-        calls_.erase(pending.id);
+        erased = calls_.erase(pending.id);
       }
-      // The answer may have raced in after the deadline; then it stands.
-      if (pending.result.wait_for(Milliseconds{0}) != std::future_status::ready)
+      // Not erased: the I/O thread took the entry and is completing it now
+      // (answer or connection loss), so that outcome stands.
+      if (erased == 1)
         throw CdpError("CDP call " + pending.method + " got no answer within " + std::to_string(limit.count()) +
                            " ms (the page may be busy or hung; raise the timeout or restart the browser)",
                        false);
@@ -286,8 +288,7 @@ class CdpClient {
   class EventWaiter {
    public:
     Json wait(Milliseconds timeout) {
-      if (future_.wait_for(timeout) != std::future_status::ready) {
-        client_->cancel_waiter(token_);
+      if (future_.wait_for(timeout) != std::future_status::ready && client_->cancel_waiter(token_)) {
         throw CdpError("CDP: no " + method_ + " event within " + std::to_string(timeout.count()) + " ms", false);
       }
       return future_.get();
@@ -365,9 +366,10 @@ class CdpClient {
            "); the browser exited or closed the socket";
   }
 
-  void cancel_waiter(std::uint64_t token) {
+  // False when the I/O thread already took the waiter to complete it.
+  bool cancel_waiter(std::uint64_t token) {
     std::lock_guard lock(mutex_);
-    std::erase_if(waiters_, [&](const WaiterEntry& w) { return w.token == token; });
+    return std::erase_if(waiters_, [&](const WaiterEntry& w) { return w.token == token; }) > 0;
   }
 
   void start_read() {

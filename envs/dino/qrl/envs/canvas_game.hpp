@@ -360,6 +360,9 @@ class CanvasGame {
     }
     observation_.assign(static_cast<std::size_t>(game_.observation_height) * game_.observation_width, 0);
     connect();
+    // Load the game once now, so a missing or changed page is reported at
+    // start rather than at the first reset().
+    load_episode(0);
   }
 
   CanvasGame(const CanvasGame&) = delete;
@@ -562,6 +565,7 @@ class CanvasGame {
             game_.canvas, "' on ", game_.url, "; fix 'canvas' in the game config");
     if (!game_.setup.empty()) evaluate("{\n" + game_.setup + "\n}\n0");
     if (!game_.start.empty()) evaluate("{\n" + game_.start + "\n}\n0");
+    // Measured after `start`: starting a game may move or resize its canvas.
     const cdp::Json rect = evaluate("__qrl.rect()");
     require(rect.is_array() && rect.size() == 6, game_.name, ": cannot measure the canvas '", game_.canvas, "'");
     clip_ = {rect[0].get<double>(), rect[1].get<double>(), rect[2].get<double>(), rect[3].get<double>()};
@@ -656,7 +660,12 @@ class CanvasGame {
   }
 
   void capture_screenshot() {
-    const cdp::Json clip{{"x", clip_[0]}, {"y", clip_[1]}, {"width", clip_[2]}, {"height", clip_[3]}, {"scale", 1}};
+    // Scaled so the image has the canvas's own size when CSS stretches it.
+    const cdp::Json clip{{"x", clip_[0]},
+                         {"y", clip_[1]},
+                         {"width", clip_[2]},
+                         {"height", clip_[3]},
+                         {"scale", canvas_width_ / clip_[2]}};
     const cdp::Json r = client_->call(
         "Page.captureScreenshot",
         {{"format", "png"}, {"clip", clip}, {"fromSurface", true}, {"optimizeForSpeed", true}}, tab_.session_id);

@@ -36,12 +36,13 @@ inline CanvasGameConfig dino_game_config(const DinoConfig& d = {}) {
       "Runner.getInstance() is missing: this Chromium's Dino page changed; update 'ready', 'start', 'score' and "
       "'game_over' (docs/dino.md)";
   c.setup =
-      "\nconst r = Runner.getInstance();\n"
+      "const r = Runner.getInstance();\n"
       "r.invert = () => {};\n"
       "r.saveHighScore = () => {};\n";
   if (d.constant_speed) c.setup += "r.config.acceleration = 0;\n";
   c.start =
-      "\nconst r = Runner.getInstance();\n"
+      "const r = Runner.getInstance();\n"
+      "r.isArcadeMode = () => false;\n"
       "r.containerEl.style.width = r.dimensions.width + 'px';\n"
       "r.setPlayStatus(true);\n"
       "r.activated = true;\n"
