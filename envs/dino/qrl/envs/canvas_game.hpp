@@ -54,7 +54,7 @@ namespace qrl::envs {
 // same game state (tested); canvas is several times faster.
 enum class CaptureMode {
   Screenshot,  // Page.captureScreenshot clipped to the canvas, PNG decoded with stb_image
-  Canvas,      // the canvas's own pixels via getImageData, base64 through Runtime.evaluate
+  Canvas,      // the canvas's own pixels (toDataURL PNG) through Runtime.evaluate
 };
 
 inline CaptureMode parse_capture_mode(std::string_view name) {
@@ -221,6 +221,7 @@ struct BrowserConfig {
   std::string chromium;  // executable; empty: search PATH
   std::string cdp_url;   // attach to a running browser (http://HOST:PORT or ws://...) instead of launching one
   bool headful = false;
+  std::vector<std::string> chromium_arguments;  // added to the launch command line
   CaptureMode capture = CaptureMode::Screenshot;
   cdp::Milliseconds call_timeout{15000};
   bool warn_no_sandbox = true;
@@ -286,12 +287,6 @@ inline std::string clock_script(std::uint64_t seed) {
     queue = [];
     for (const [, cb] of due) cb(now);
   };
-  const b64 = (bytes) => {
-    if (bytes.toBase64) return bytes.toBase64();
-    let s = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return btoa(s);
-  };
   window.__qrl = {
     frames: 0,
     now: () => now,
@@ -312,10 +307,12 @@ inline std::string clock_script(std::uint64_t seed) {
       const r = c.getBoundingClientRect();
       return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height, c.width, c.height];
     },
+    // The canvas's own pixels, losslessly: PNG is a few KB for a game frame
+    // where raw RGBA is hundreds, and parsing the JSON string that carries
+    // the data dominated the cost of a step.
     pixels() {
-      const c = this.canvas();
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
-      return b64(new Uint8Array(d.data.buffer));
+      const url = this.canvas().toDataURL('image/png');
+      return url.substring(url.indexOf(',') + 1);
     },
   };
 })();)JS";
@@ -497,6 +494,7 @@ class CanvasGame {
       cdp::ChromiumOptions chromium;
       chromium.executable = browser_config_.chromium;
       chromium.headless = !browser_config_.headful;
+      chromium.extra_arguments = browser_config_.chromium_arguments;
       chromium.warn_no_sandbox = browser_config_.warn_no_sandbox;
       browser_config_.warn_no_sandbox = false;  // once per env is enough
       chromium_ = std::make_unique<cdp::ChromiumProcess>(chromium);
@@ -678,24 +676,25 @@ class CanvasGame {
     raw_shape_ = {h, w, 3};
   }
 
-  // getImageData gives straight (non-premultiplied) RGBA; the page shows it
-  // blended over the background, and so does this, with the same rounding
-  // the compositor uses for opaque and fully transparent pixels.
+  // The canvas PNG holds straight (non-premultiplied) RGBA, as getImageData
+  // does; the page shows it blended over the background, and so does this.
   void decode_canvas(const std::string& b64) {
-    const auto rgba = detail::base64_decode(b64);
-    const std::size_t count = static_cast<std::size_t>(canvas_width_) * canvas_height_;
-    require(rgba.size() == count * 4, game_.name, ": the canvas sent ", rgba.size(), " bytes, expected ", count * 4,
-            " for ", canvas_width_, "x", canvas_height_, " RGBA");
+    const auto png = detail::base64_decode(b64);
+    int w = 0, h = 0, n = 0;
+    stbi_uc* rgba = stbi_load_from_memory(png.data(), static_cast<int>(png.size()), &w, &h, &n, 4);
+    require(rgba != nullptr, game_.name, ": cannot decode the canvas PNG (", stbi_failure_reason(), ")");
+    const std::size_t count = static_cast<std::size_t>(w) * h;
     raw_.resize(count * 3);
     for (std::size_t i = 0; i < count; ++i) {
       const int a = rgba[i * 4 + 3];
-      for (int c = 0; c < 3; ++c) {
-        const int fg = rgba[i * 4 + static_cast<std::size_t>(c)];
-        const int bg = game_.background[static_cast<std::size_t>(c)];
-        raw_[i * 3 + static_cast<std::size_t>(c)] = static_cast<std::uint8_t>((fg * a + bg * (255 - a) + 127) / 255);
+      for (std::size_t c = 0; c < 3; ++c) {
+        const int fg = rgba[i * 4 + c];
+        const int bg = game_.background[c];
+        raw_[i * 3 + c] = static_cast<std::uint8_t>((fg * a + bg * (255 - a) + 127) / 255);
       }
     }
-    raw_shape_ = {canvas_height_, canvas_width_, 3};
+    stbi_image_free(rgba);
+    raw_shape_ = {h, w, 3};
   }
 
   void preprocess() {
