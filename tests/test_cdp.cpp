@@ -39,7 +39,7 @@ const Json never_answers{{"expression", "new Promise(() => {})"}, {"awaitPromise
 
 TEST_SUITE("chromium") {
 
-TEST_CASE("CDP: calls get their own results, errors and events arrive by method and session") {
+TEST_CASE("CDP: calls get their own results and errors - events arrive by method and session") {
   ChromiumProcess chrome(quiet());
   CdpClient client(chrome.ws_url());
   const Json version = client.call("Browser.getVersion");
@@ -131,7 +131,7 @@ TEST_CASE("CDP: when the browser dies every pending call fails at once with the 
   CHECK(lost_now);
 }
 
-TEST_CASE("CDP: a message over the size cap closes the connection with an error, not a crash") {
+TEST_CASE("CDP: a message over the size cap closes the connection with an error and no crash") {
   ChromiumProcess chrome(quiet());
   ClientOptions options;
   options.max_message_bytes = 4096;
