@@ -146,6 +146,37 @@ TEST_CASE("CDP: a message over the size cap closes the connection with an error 
   CHECK_FALSE(client.connected());
 }
 
+TEST_CASE("CDP: malformed messages are counted and dropped and the call still gets its answer") {
+  // A WebSocket peer that misbehaves on purpose (no browser sends these).
+  namespace beast = boost::beast;
+  namespace asio = boost::asio;
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const int port = acceptor.local_endpoint().port();
+  std::thread server([&] {
+    asio::ip::tcp::socket socket(ioc);
+    acceptor.accept(socket);
+    beast::websocket::stream<asio::ip::tcp::socket> ws(std::move(socket));
+    ws.accept();
+    beast::flat_buffer buffer;
+    ws.read(buffer);
+    const Json request = Json::parse(beast::buffers_to_string(buffer.data()));
+    for (const char* bad : {"not json at all", "{\"id\": \"7\", \"result\": {}}", "[1, 2, 3]", "{\"method\": 5}", "{\"id\": 99999}"})
+      ws.write(asio::buffer(std::string(bad)));
+    ws.write(asio::buffer(Json{{"id", request["id"]}, {"result", {{"ok", true}}}}.dump()));
+    beast::error_code ec;
+    ws.read(buffer, ec);  // until the client goes away
+  });
+  {
+    CdpClient client("ws://127.0.0.1:" + std::to_string(port) + "/devtools/browser/test");
+    CHECK(client.call("Test.method", {}, {}, Milliseconds(10000)) == Json{{"ok", true}});
+    // The unknown id 99999 is an answer nobody waits for, not a malformed message.
+    CHECK(client.malformed_messages() == 4);
+    CHECK(client.connected());
+  }
+  server.join();
+}
+
 TEST_CASE("Chromium: no process and no profile outlive the supervisor") {
   std::string dir;
   int browser = 0;

@@ -116,6 +116,25 @@ TEST_CASE("Dino: jumping clears the obstacle that the no-op policy hits") {
   CHECK(r.info.score > noop_score + 20);
 }
 
+TEST_CASE("Dino: the 2-action mode and the constant-speed option") {
+  envs::DinoConfig config;
+  config.actions = 2;
+  config.constant_speed = true;
+  Dino constant(config, quiet(CaptureMode::Canvas));
+  CHECK(constant.action_count() == 2);
+  CHECK_THROWS_AS(constant.step(2), Error);
+  constant.reset(1);
+  Dino accelerating({}, quiet(CaptureMode::Canvas));
+  accelerating.reset(1);
+  for (int i = 0; i < 40; ++i) {
+    constant.step(Dino::kNoop);
+    accelerating.step(Dino::kNoop);
+  }
+  const std::string speed = "Runner.getInstance().currentSpeed";
+  CHECK(constant.evaluate(speed).get<double>() == 6.0);  // config.speed, the start
+  CHECK(accelerating.evaluate(speed).get<double>() > 6.05);
+}
+
 TEST_CASE("Dino: the same seed and actions give the same frames and scores twice") {
   Dino env({}, quiet(CaptureMode::Canvas));
   auto play = [&](std::uint64_t seed) {

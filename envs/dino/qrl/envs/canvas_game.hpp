@@ -42,7 +42,11 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #endif
+#if __has_include(<stb_image.h>)
 #include <stb_image.h>
+#else
+#include <stb/stb_image.h>  // Debian's libstb-dev, with no -I needed
+#endif
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
