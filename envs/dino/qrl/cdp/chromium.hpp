@@ -158,6 +158,16 @@ class ChromiumProcess {
     args.push_back("--window-size=" + std::to_string(options_.window_width) + "," +
                    std::to_string(options_.window_height));
     for (const auto& a : options_.extra_arguments) args.push_back(a);
+    // An escape hatch for machines that need flags qrl cannot guess (e.g.
+    // --no-sandbox for a non-root user in a container without user namespaces).
+    if (const char* extra = std::getenv("QRL_CHROMIUM_FLAGS")) {
+      std::string flags = extra;
+      for (std::size_t start = 0; start < flags.size();) {
+        const std::size_t end = std::min(flags.find(' ', start), flags.size());
+        if (end > start) args.push_back(flags.substr(start, end - start));
+        start = end + 1;
+      }
+    }
     args.push_back("about:blank");
 
     std::vector<char*> argv;
