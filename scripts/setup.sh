@@ -10,6 +10,10 @@ packages=(
   libcli11-dev             # example command lines
   doctest-dev              # tests
   python3                  # test helpers
+  chromium                 # Dino and other browser games (envs/dino)
+  libboost1.81-dev         # Boost.Beast WebSocket for the DevTools Protocol
+  libtomlplusplus-dev      # browser game configs (--game-config)
+  libstb-dev               # stb_image: PNG screenshots
 )
 
 missing=()

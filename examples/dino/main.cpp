@@ -1,0 +1,305 @@
+// Chrome Dino (or any canvas game described by a TOML file) from pixels with
+// DQN, through a lock-step headless Chromium: train, play, eval.
+//
+//   dino train --steps 200000 --run-dir runs/dino
+//   dino eval  --weights runs/dino/weights.safetensors --episodes 10 --json
+//   dino eval  --policy noop --episodes 3 --json
+//   dino play  --weights runs/dino/weights.safetensors --headful
+//   dino eval  --game-config envs/dino/games/dino.toml --policy random --capture canvas
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <qrl/envs/dino.hpp>
+#include <qrl/nn/serialize.hpp>
+#include <qrl/qrl.hpp>
+
+#include "../common/example_support.hpp"
+
+namespace fs = std::filesystem;
+using namespace qrl;
+
+namespace {
+
+struct Options {
+  // common
+  std::string backend = "cpu";
+  std::uint64_t seed = 1;
+  std::string weights;
+  std::string run_dir = "runs/dino";
+  int frame_size = 0;  // 0: the game's own (Dino: 80)
+  int stack = 4;
+  int hidden = 256;
+  // browser and game
+  std::string capture = "screenshot";
+  std::string chromium;
+  std::string cdp;
+  bool headful = false;
+  std::string game_config;
+  int actions = 3;
+  bool constant_speed = false;
+  int frame_skip = 4;
+  // train
+  std::int64_t steps = 200000;
+  std::int64_t buffer_size = 50000;
+  int batch_size = 32;
+  float learning_rate = 1e-4f;
+  float gamma = 0.99f;
+  std::int64_t learning_starts = 5000;
+  int train_frequency = 4;
+  std::int64_t target_update = 2000;
+  bool double_dqn = true;
+  std::string loss = "huber";
+  float max_grad_norm = 10.0f;
+  double epsilon_start = 0.1;
+  double epsilon_end = 0.001;
+  double exploration_fraction = 0.5;
+  std::int64_t progress_interval = 2000;
+  std::int64_t save_interval = 10000;
+  // play / eval
+  int episodes = 10;
+  std::string policy = "agent";
+  bool json = false;
+  std::int64_t max_steps = 5000;
+};
+
+// The game first (a bad file fails before any browser starts), then the browser.
+envs::CanvasGameConfig game_config(const Options& o, std::int64_t max_steps) {
+  envs::CanvasGameConfig game;
+  if (!o.game_config.empty()) {
+    game = envs::load_game_config(o.game_config);
+  } else {
+    envs::DinoConfig d;
+    d.actions = o.actions;
+    d.constant_speed = o.constant_speed;
+    d.frame_skip = o.frame_skip;
+    game = envs::dino_game_config(d);
+  }
+  if (o.frame_size > 0) game.observation_height = game.observation_width = o.frame_size;
+  game.max_steps = max_steps;
+  return game;
+}
+
+std::unique_ptr<envs::CanvasGame> make_env(const Options& o, std::int64_t max_steps) {
+  envs::CanvasGameConfig game = game_config(o, max_steps);
+  envs::BrowserConfig browser;
+  browser.capture = envs::parse_capture_mode(o.capture);
+  browser.chromium = o.chromium;
+  browser.cdp_url = o.cdp;
+  browser.headful = o.headful;
+  if (!o.chromium.empty()) cdp::find_chromium(o.chromium);  // checked before anything else starts
+  return std::make_unique<envs::CanvasGame>(std::move(game), browser);
+}
+
+template <Backend B>
+nn::Sequential<B> make_network(const Options& o, const envs::CanvasGameConfig& game) {
+  return nn::tutorial_dqn<B>(o.stack, game.observation_height, game.observation_width,
+                             static_cast<int>(game.actions.size()), o.hidden);
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+
+template <Backend B>
+int train(const Options& o) {
+  auto env = make_env(o, 0);
+  const auto& game = env->config();
+  const int actions = env->action_count();
+  const int height = game.observation_height;
+  const int width = game.observation_width;
+  Context<B> ctx;
+  fs::create_directories(o.run_dir);
+  rl::ReplayConfig replay_config{o.buffer_size, {height, width, 1}, o.stack};
+  std::cout << "replay memory: " << o.buffer_size << " frames, "
+            << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
+  rl::ReplayMemory<B> replay(replay_config);
+
+  Rng init_rng(o.seed);
+  auto net = make_network<B>(o, game);
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
+  std::cout << net.summary({1, o.stack, height, width});
+
+  rl::DqnConfig config;
+  config.gamma = o.gamma;
+  config.batch_size = o.batch_size;
+  config.learning_starts = o.learning_starts;
+  config.train_frequency = o.train_frequency;
+  config.target_update_interval = o.target_update;
+  config.double_dqn = o.double_dqn;
+  config.loss = o.loss == "mse" ? LossKind::mse : LossKind::huber;
+  config.adam.learning_rate = o.learning_rate;
+  config.adam.max_grad_norm = o.max_grad_norm;
+  rl::Dqn<B> agent(ctx, std::move(net), {o.stack, height, width}, actions, config);
+
+  rl::TrainerConfig trainer_config;
+  trainer_config.seed = o.seed;
+  trainer_config.epsilon = rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end,
+                                                               o.exploration_fraction, o.steps);
+  trainer_config.progress_interval = o.progress_interval;
+  rl::DqnTrainer<B, envs::CanvasGame> trainer(*env, agent, replay, trainer_config);
+
+  examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
+  std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
+  progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
+                  "rollout/exploration_rate,train/loss,train/q_values,train/n_updates\n";
+  trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.write(e); };
+  trainer.on_progress = [&](const rl::Progress& p) {
+    std::cout << examples::progress_line(p, o.steps) << std::endl;
+    progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.mean_return << ','
+                 << p.mean_score << ',' << p.epsilon << ',' << p.last_update.loss << ',' << p.last_update.q_mean
+                 << ',' << p.updates << std::endl;
+    if (!std::isfinite(p.last_update.loss)) fail("the loss became non-finite at step ", p.step,
+                                                 ": lower --lr or set --max-grad-norm");
+  };
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  const auto weights_path = fs::path(o.run_dir) / "weights.safetensors";
+  const std::map<std::string, std::string> metadata{{"game", env->config().name},
+                                                    {"frame_size", std::to_string(height) + "x" + std::to_string(width)},
+                                                    {"stack", std::to_string(o.stack)},
+                                                    {"hidden", std::to_string(o.hidden)},
+                                                    {"actions", std::to_string(actions)}};
+  while (trainer.step() < o.steps && !interrupted) {
+    const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
+    // Run in slices so Ctrl-C and periodic saves happen between env steps.
+    for (std::int64_t until = trainer.step(); until < next && !interrupted;) {
+      until = std::min(next, until + 100);
+      trainer.run(until);
+    }
+    nn::save_weights(ctx, agent.online(), weights_path, metadata);
+    std::cout << "saved " << weights_path.string() << " at step " << trainer.step() << std::endl;
+  }
+  if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
+  if (env->browser_restarts() > 0)
+    std::cout << "the browser was relaunched " << env->browser_restarts() << " time(s); those episodes are marked "
+              << "truncated in episodes.csv\n";
+  return 0;
+}
+
+// Plays `episodes` seeded episodes with the greedy agent, random or no-op actions.
+template <Backend B>
+examples::EvalSummary evaluate(const Options& o, bool verbose) {
+  Context<B> ctx;
+  const auto game = game_config(o, o.max_steps);
+  const int actions = static_cast<int>(game.actions.size());
+  std::unique_ptr<rl::Dqn<B>> agent;
+  if (o.policy == "agent") {
+    require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'dino train', or use "
+                                "--policy random or noop)");
+    auto net = make_network<B>(o, game);
+    nn::load_weights(ctx, net, o.weights);
+    rl::DqnConfig config;
+    agent = std::make_unique<rl::Dqn<B>>(
+        ctx, std::move(net), Shape{o.stack, game.observation_height, game.observation_width}, actions, config);
+  }
+  auto env = make_env(o, o.max_steps);
+  rl::FrameStack stack(env->observation_shape(), o.stack);
+  Rng random(o.seed ^ 0xa5a5a5a5ULL);
+  examples::EvalSummary summary{o.policy, o.seed, {}, {}};
+  for (int e = 0; e < o.episodes; ++e) {
+    stack.reset(env->reset(o.seed + static_cast<std::uint64_t>(e)));
+    double episode_return = 0;
+    env::StepResult r;
+    do {
+      int action = 0;
+      if (o.policy == "random") action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
+      if (o.policy == "agent") action = agent->greedy_action(stack.data());
+      r = env->step(action);
+      stack.push(r.observation);
+      episode_return += r.reward;
+    } while (!r.terminated && !r.truncated);
+    summary.scores.push_back(r.info.score);
+    summary.returns.push_back(episode_return);
+    if (verbose)
+      std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << o.seed + e << ": score " << r.info.score
+                << (r.truncated ? " (truncated)" : "") << ", return " << episode_return << ", frames "
+                << r.info.episode_frame << std::endl;
+  }
+  return summary;
+}
+
+template <Backend B>
+int eval(const Options& o, bool play) {
+  const auto summary = evaluate<B>(o, play || !o.json);
+  if (o.json) {
+    std::cout << summary.json() << std::endl;
+  } else {
+    std::cout << "mean score " << summary.mean_score() << ", max " << summary.max_score() << " over "
+              << summary.scores.size() << " episodes\n";
+  }
+  return 0;
+}
+
+template <class Fn>
+int with_backend(const std::string& backend, Fn&& fn) {
+  if (backend == "cpu") return fn(cpu{});
+  fail("--backend ", backend, ": this build has no CUDA backend yet; use --backend cpu");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"qrl Dino: a DQN that learns Chrome Dino (or a canvas game from --game-config) from pixels"};
+  app.require_subcommand(1);
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
+    cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
+    cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
+    cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot) or canvas (getImageData, faster)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
+    cmd->add_option("--chromium", o.chromium, "Chromium executable (default: chromium on PATH)");
+    cmd->add_option("--cdp", o.cdp, "Use a running browser instead of launching one: http://HOST:PORT or a ws:// DevTools URL");
+    cmd->add_flag("--headful", o.headful, "Show the browser window (needs a display)");
+    cmd->add_option("--game-config", o.game_config, "Another canvas game, described in TOML (docs/dino.md); replaces Dino");
+    cmd->add_option("--actions", o.actions, "Dino actions: 3 (nothing, jump, duck) or 2 (nothing, jump)")->check(CLI::IsMember({2, 3}))->capture_default_str();
+    cmd->add_flag("--constant-speed", o.constant_speed, "Dino keeps its starting speed (the tutorial's variant)");
+    cmd->add_option("--frame-skip", o.frame_skip, "Dino frames (1/60 s each) per step, the action held")->check(CLI::Range(1, 100))->capture_default_str();
+  };
+
+  auto* train_cmd = app.add_subcommand("train", "Train a DQN agent; writes weights, episodes.csv and progress.csv to --run-dir");
+  add_common(train_cmd);
+  train_cmd->add_option("--steps", o.steps, "Environment steps to train for")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--run-dir", o.run_dir, "Directory for weights and logs")->capture_default_str();
+  train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
+  train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
+  train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
+  train_cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
+  train_cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
+  train_cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--save-interval", o.save_interval, "Steps between weight saves")->check(CLI::PositiveNumber)->capture_default_str();
+
+  auto add_eval_options = [&](CLI::App* cmd) {
+    add_common(cmd);
+    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'");
+    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
+    cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
+  };
+  auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
+  add_eval_options(eval_cmd);
+  eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
+  auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
+  add_eval_options(play_cmd);
+
+  return examples::run_main("dino", app, argc, argv, [&] {
+    return with_backend(o.backend, [&](auto tag) {
+      using B = decltype(tag);
+      if (*train_cmd) return train<B>(o);
+      // load_weights reports a missing file too, but other policies never load it.
+      if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      return eval<B>(o, static_cast<bool>(*play_cmd));
+    });
+  });
+}
