@@ -84,6 +84,23 @@ expect_error "CRC-32C" train --resume "$work/split" --steps 600
 expect_error "no checkpoints" train --resume "$work/run/videos"
 expect_error "--force-memory" train --buffer-size 100000000 --run-dir "$work/huge"
 
+# A diverging run stops with a clear error and a debug checkpoint.
+expect_error "non-finite" train "${small[@]}" --lr 1e30 --max-grad-norm 0 --run-dir "$work/diverge"
+ls -d "$work"/diverge/checkpoints/debug_step_* >/dev/null 2>&1 || fail "no debug checkpoint after a non-finite loss"
+
+# Ctrl-C: a checkpoint at the next slice, then a clean exit that says how to resume.
+"$flappy" train --steps 100000 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 \
+  --progress-interval 100 --run-dir "$work/ctrlc" --record off >"$work/ctrlc.txt" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$work/ctrlc/progress.csv" ] && [ "$(wc -l <"$work/ctrlc/progress.csv")" -ge 2 ] && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid" || fail "train exited non-zero after Ctrl-C: $(tail -n 3 "$work/ctrlc.txt")"
+grep -q "interrupted at step" "$work/ctrlc.txt" || fail "Ctrl-C did not report the step it stopped at"
+ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no checkpoint"
+
 "$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
 [ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
 

@@ -188,15 +188,16 @@ inline void truncate_csv_after(const std::filesystem::path& path, int column, do
 }
 
 namespace detail {
-inline volatile std::sig_atomic_t interrupted = 0;
+inline std::atomic<bool> interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
 inline void on_sigint(int) {
   if (interrupted) {
     static const char msg[] = "\ninterrupted twice: exiting without a checkpoint\n";
     [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
     std::_Exit(130);
   }
-  interrupted = 1;
-  static const char msg[] = "\ninterrupted: saving a checkpoint at the next step (Ctrl-C again to exit at once)\n";
+  interrupted = true;
+  static const char msg[] = "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to exit at once)\n";
   [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
 }
 }  // namespace detail
@@ -235,6 +236,15 @@ int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOption
     truncate_csv_after(run_dir / "episodes.csv", 1, step);
     truncate_csv_after(run_dir / "progress.csv", 0, step);
     truncate_csv_after(run_dir / "q_values.csv", 0, step);
+  }
+  if (!resumed && !rl::list_checkpoints(checkpoints).empty()) {
+    // A fresh run must not mix its checkpoints with an earlier run's (resume
+    // would pick whichever step is highest). Keep one generation aside.
+    const fs::path old = run_dir / "checkpoints.old";
+    fs::remove_all(old);
+    fs::rename(checkpoints, old);
+    std::cout << "a new run in " << run_dir.string() << ": moved the earlier run's checkpoints to " << old.string()
+              << " (use --resume " << run_dir.string() << " to continue a run instead)" << std::endl;
   }
   if (const int stale = rl::remove_stale_checkpoint_temporaries(checkpoints))
     std::cout << "removed " << stale << " unfinished checkpoint(s) left by an interrupted save" << std::endl;
@@ -312,20 +322,20 @@ int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOption
     std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
   };
 
-  detail::interrupted = 0;
+  detail::interrupted = false;
+  trainer.set_stop_flag(&detail::interrupted);
   auto previous_handler = std::signal(SIGINT, detail::on_sigint);
   const std::int64_t until =
       o.stop_after > 0 ? std::min(o.steps, trainer.step() + o.stop_after) : o.steps;
   while (trainer.step() < until && !detail::interrupted && !non_finite) {
     const std::int64_t next =
         std::min(until, (trainer.step() / o.checkpoint_interval + 1) * o.checkpoint_interval);
-    // Slices of 1000 steps: Ctrl-C is noticed within one slice.
-    while (trainer.step() < next && !detail::interrupted && !non_finite)
-      trainer.run(std::min(next, trainer.step() + 1000));
+    trainer.run(next);  // returns early on Ctrl-C or a non-finite loss
     if (non_finite) break;
     checkpoint();
   }
   std::signal(SIGINT, previous_handler);
+  trainer.set_stop_flag(nullptr);
   if (non_finite) {
     checkpoint("debug_step_" + std::to_string(trainer.step()));
     fail("the loss or gradient norm became non-finite at step ", trainer.step(), " (loss ", last.loss,

@@ -7,7 +7,6 @@
 //   flappy eval  --policy random --episodes 20 --json
 //   flappy play  --weights runs/flappy/weights.safetensors --gif play.gif
 //   flappy plot  runs/flappy
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <string>

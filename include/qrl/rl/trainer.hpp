@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -137,7 +138,7 @@ class DqnTrainer {
     auto interval_start = clock::now();
     std::int64_t interval_start_step = step_;
     stop_ = false;
-    while (step_ < until_step && !stop_) {
+    while (step_ < until_step && !stop_ && !(stop_flag_ && stop_flag_->load(std::memory_order_relaxed))) {
       if (!in_episode_) begin_episode();
       const double epsilon = config_.epsilon.value(step_);
       const int action = agent_->act(stack_.data(), epsilon, exploration_);
@@ -166,6 +167,10 @@ class DqnTrainer {
   }
 
   void stop() { stop_ = true; }
+  // A flag that ends run() after the current step when set, e.g. from a
+  // SIGINT handler (lock-free atomics are async-signal-safe, a plain bool
+  // member is not).
+  void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
 
   Progress progress() {
     Progress p;
@@ -222,6 +227,7 @@ class DqnTrainer {
   std::int64_t step_ = 0, episodes_ = 0, episode_length_ = 0;
   double episode_return_ = 0.0;
   bool in_episode_ = false, stop_ = false, have_stats_ = false;
+  const std::atomic<bool>* stop_flag_ = nullptr;
   std::deque<EpisodeRecord> recent_;
   std::chrono::steady_clock::time_point start_time_{};
 };
