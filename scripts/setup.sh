@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev       # safetensors headers, JSON output
   libcli11-dev             # example command lines
   doctest-dev              # tests
+  libgif-dev               # GIF recordings (giflib)
   python3                  # test helpers
   chromium                 # Dino and other browser games (envs/dino)
   libboost1.81-dev         # Boost.Beast WebSocket for the DevTools Protocol

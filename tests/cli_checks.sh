@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks of examples/flappy as a user meets it: bad input gives one clear
 # error line and a non-zero exit; eval --json ends with a parseable summary;
-# train writes weights that eval loads.
+# train writes weights that eval loads, logs, plots, GIFs and checkpoints that
+# resume exactly; damaged checkpoints are refused.
 #   tests/cli_checks.sh path/to/flappy scratch-dir
 set -u
 flappy=$1
@@ -48,5 +49,66 @@ grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"
 expect_error "shape" eval --weights "$work/run/weights.safetensors" --hidden 128 --episodes 1
 printf 'not a safetensors file' >"$work/garbage.safetensors"
 expect_error "not a safetensors file" eval --weights "$work/garbage.safetensors" --episodes 1
+
+# Run directory contents (issue 6): SB3 columns, TensorBoard file, config, plots, GIFs, checkpoint.
+head -n 1 "$work/run/progress.csv" | grep -q "time/total_timesteps,time/fps,time/episodes,.*rollout/ep_rew_mean,.*rollout/exploration_rate,train/loss,train/q_values" ||
+  fail "progress.csv lacks the Stable-Baselines3 columns: $(head -n 1 "$work/run/progress.csv")"
+ls "$work"/run/tb/events.out.tfevents.* >/dev/null 2>&1 || fail "no TensorBoard event file in run/tb"
+[ -s "$work/run/config.toml" ] || fail "train wrote no config.toml"
+[ -s "$work/run/videos/episode_000000.gif" ] || fail "no recording of episode 0 in run/videos"
+python3 - "$work/run" <<'PY' || fail "SVG plots are not well-formed XML with lines"
+import sys, xml.etree.ElementTree as ET
+for name in ("scores.svg", "q_values.svg"):
+    root = ET.parse(f"{sys.argv[1]}/{name}").getroot()
+    assert root.tag.endswith("svg"), name
+assert ET.parse(f"{sys.argv[1]}/q_values.svg").getroot().iter("{http://www.w3.org/2000/svg}polyline")
+PY
+"$flappy" plot "$work/run" >"$work/plot.txt" || fail "plot failed: $(cat "$work/plot.txt")"
+py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3  # Debian's, which may have torch
+"$py" "$(dirname "$0")/read_checkpoint.py" "$work/run/checkpoints/step_000000000600" >"$work/read.txt" 2>&1 ||
+  fail "the checkpoint does not read in Python: $(cat "$work/read.txt")"
+
+# Exact resume through the CLI: 400 steps straight == 250 (--stop-after) + --resume.
+small=(--steps 400 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 --progress-interval 200
+       --checkpoint-interval 200 --epsilon-start 1 --epsilon-end 0.5 --record every:5)
+"$flappy" train "${small[@]}" --run-dir "$work/straight" >"$work/straight.txt" 2>&1 || fail "straight run failed"
+"$flappy" train "${small[@]}" --run-dir "$work/split" --stop-after 250 >"$work/split1.txt" 2>&1 || fail "first half failed"
+grep -q "continue with --resume" "$work/split1.txt" || fail "--stop-after did not say how to continue"
+"$flappy" train --resume "$work/split" >"$work/split2.txt" 2>&1 || fail "resume failed: $(tail -n 3 "$work/split2.txt")"
+grep -q "resumed from .*step_000000000250 at step 250" "$work/split2.txt" || fail "resume did not start at step 250"
+for f in model.safetensors training.safetensors arrays/replay.frames.00000.bin; do
+  cmp -s "$work/straight/checkpoints/step_000000000400/$f" "$work/split/checkpoints/step_000000000400/$f" ||
+    fail "resumed run differs from the straight run in $f"
+done
+cmp -s "$work/straight/episodes.csv" "$work/split/episodes.csv" ||
+  [ "$(cut -d, -f1-6 "$work/straight/episodes.csv")" = "$(cut -d, -f1-6 "$work/split/episodes.csv")" ] ||
+  fail "episodes.csv of the resumed run differs"
+
+# A damaged newest checkpoint is refused, not skipped.
+frames="$work/split/checkpoints/step_000000000400/arrays/replay.frames.00000.bin"
+printf '\x01' | dd of="$frames" bs=1 seek=1000 conv=notrunc status=none
+expect_error "CRC-32C" train --resume "$work/split" --steps 600
+expect_error "no checkpoints" train --resume "$work/run/videos"
+expect_error "--force-memory" train --buffer-size 100000000 --run-dir "$work/huge"
+
+# A diverging run stops with a clear error and a debug checkpoint.
+expect_error "non-finite" train "${small[@]}" --lr 1e30 --max-grad-norm 0 --run-dir "$work/diverge"
+ls -d "$work"/diverge/checkpoints/debug_step_* >/dev/null 2>&1 || fail "no debug checkpoint after a non-finite loss"
+
+# Ctrl-C: a checkpoint at the next slice, then a clean exit that says how to resume.
+"$flappy" train --steps 100000 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 \
+  --progress-interval 100 --run-dir "$work/ctrlc" --record off >"$work/ctrlc.txt" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$work/ctrlc/progress.csv" ] && [ "$(wc -l <"$work/ctrlc/progress.csv")" -ge 2 ] && break
+  sleep 0.1
+done
+kill -INT "$pid"
+wait "$pid" || fail "train exited non-zero after Ctrl-C: $(tail -n 3 "$work/ctrlc.txt")"
+grep -q "interrupted at step" "$work/ctrlc.txt" || fail "Ctrl-C did not report the step it stopped at"
+ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no checkpoint"
+
+"$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
+[ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
 
 [ "$failures" -eq 0 ] && echo "cli checks passed" || { echo "$failures cli check(s) failed"; exit 1; }

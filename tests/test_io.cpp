@@ -82,6 +82,38 @@ TEST_CASE("safetensors reader rejects hostile files with a clear message") {
   CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains("not a safetensors file"), Error);
 }
 
+TEST_CASE("safetensors reader: the spec's remaining rules, each with its own message") {
+  TempDir dir;
+  const auto p = dir.path / "bad.safetensors";
+  auto expect = [&](const std::string& json, const std::string& data, const char* message) {
+    write_raw(p, json, data);
+    CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains(message), Error);
+    CHECK_THROWS_WITH_AS(io::load_safetensors(p), doctest::Contains(p.string().c_str()), Error);
+  };
+  expect("", "", "must be a JSON object starting with '{'");
+  expect(R"( {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0'), "starting with '{'");
+  expect(R"({"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0'), "unknown dtype 'F33'");
+  expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", std::string(8, '\0'), "gap in the data section");
+  expect(R"({"a":{"dtype":"U8","shape":[3],"data_offsets":[0,4]}})", std::string(4, '\0'), "shape needs 3 x 1");
+  expect(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{"k":1}})", std::string(4, '\0'),
+         "is not a string");
+  expect(R"({"a":{"dtype":"F32","shape":[1]}})", "", "needs dtype, shape and data_offsets");
+  // Valid in the format but not a float32 tensor: refused after full validation.
+  expect(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", std::string(4, '\0'), "dtype F16");
+
+  // What is accepted: empty tensors, scalars, metadata; values exact.
+  const float pi = 3.14159f;
+  write_raw(p, R"({"__metadata__":{"k":"v"},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},)"
+               R"("s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}})",
+            std::string(reinterpret_cast<const char*>(&pi), 4));
+  const auto file = io::load_safetensors(p);
+  CHECK(file.metadata.at("k") == "v");
+  CHECK(file.tensors.at("e").values.empty());
+  CHECK(file.tensors.at("e").shape == std::vector<std::int64_t>{0, 3});
+  CHECK(file.tensors.at("s").values == std::vector<float>{pi});
+  CHECK(file.tensors.at("s").shape.empty());
+}
+
 TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)

@@ -48,9 +48,11 @@ inline std::string progress_line(const rl::Progress& p, std::int64_t total_steps
 // episodes.csv: one row per finished training episode.
 class EpisodeLog {
  public:
-  explicit EpisodeLog(const std::filesystem::path& path) : out_(path) {
+  // `append`: continue an existing log (a resumed run) without a new header.
+  explicit EpisodeLog(const std::filesystem::path& path, bool append = false)
+      : out_(path, append ? std::ios::app : std::ios::trunc) {
     require(static_cast<bool>(out_), "cannot write ", path.string());
-    out_ << "episode,end_step,return,length,score,truncated,wall_seconds\n";
+    if (!append) out_ << "episode,end_step,return,length,score,truncated,wall_seconds\n";
   }
   void write(const rl::EpisodeRecord& e) {
     out_ << e.index << ',' << e.end_step << ',' << e.episode_return << ',' << e.length << ',' << e.score << ','

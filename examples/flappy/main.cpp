@@ -1,10 +1,12 @@
 // Flappy Bird from pixels with DQN: train, play, eval.
 //
 //   flappy train --steps 300000 --run-dir runs/flappy
+//   flappy train --resume runs/flappy            (continues exactly where it stopped)
+//   flappy train --config run.toml
 //   flappy eval  --weights runs/flappy/weights.safetensors --episodes 10 --json
 //   flappy eval  --policy random --episodes 20 --json
-//   flappy play  --weights runs/flappy/weights.safetensors
-#include <csignal>
+//   flappy play  --weights runs/flappy/weights.safetensors --gif play.gif
+//   flappy plot  runs/flappy
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -17,6 +19,7 @@
 #endif
 
 #include "../common/example_support.hpp"
+#include "../common/training_run.hpp"
 
 namespace fs = std::filesystem;
 using namespace qrl;
@@ -28,13 +31,11 @@ struct Options {
   std::string backend = "cpu";
   std::uint64_t seed = 1;
   std::string weights;
-  std::string run_dir = "runs/flappy";
   int frame_size = 80;
   int stack = 4;
   int hidden = 256;
   int frame_skip = 2;
-  // train
-  std::int64_t steps = 300000;
+  // train (run directory, steps, checkpoints, logs: examples::RunOptions)
   std::int64_t buffer_size = 100000;
   int batch_size = 32;
   float learning_rate = 1e-4f;
@@ -48,13 +49,14 @@ struct Options {
   double epsilon_start = 0.1;
   double epsilon_end = 0.001;
   double exploration_fraction = 0.5;
-  std::int64_t progress_interval = 10000;
-  std::int64_t save_interval = 50000;
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
   bool json = false;
   int max_pipes = 1000;
+  std::string gif;
+  // plot
+  std::string plot_dir;
 };
 
 envs::FlappyBirdConfig env_config(const Options& o, int max_pipes) {
@@ -70,15 +72,11 @@ nn::Sequential<B> make_network(const Options& o) {
   return nn::tutorial_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount, o.hidden);
 }
 
-volatile std::sig_atomic_t interrupted = 0;
-
 template <Backend B>
-int train(const Options& o) {
+int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
   Context<B> ctx;
-  fs::create_directories(o.run_dir);
   rl::ReplayConfig replay_config{o.buffer_size, {o.frame_size, o.frame_size, 1}, o.stack};
-  std::cout << "replay memory: " << o.buffer_size << " frames, "
-            << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
+  examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
   Rng init_rng(o.seed);
@@ -100,46 +98,15 @@ int train(const Options& o) {
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
                    config);
 
-  envs::FlappyBird env(env_config(o, 0));
+  envs::FlappyBird game(env_config(o, 0));
+  auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon = rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end,
-                                                               o.exploration_fraction, o.steps);
-  trainer_config.progress_interval = o.progress_interval;
-  rl::DqnTrainer<B, envs::FlappyBird> trainer(env, agent, replay, trainer_config);
-
-  examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
-  std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
-  progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
-                  "rollout/exploration_rate,train/loss,train/q_values,train/n_updates\n";
-  trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.write(e); };
-  trainer.on_progress = [&](const rl::Progress& p) {
-    std::cout << examples::progress_line(p, o.steps) << std::endl;
-    progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.mean_return << ','
-                 << p.mean_score << ',' << p.epsilon << ',' << p.last_update.loss << ',' << p.last_update.q_mean
-                 << ',' << p.updates << std::endl;
-    if (!std::isfinite(p.last_update.loss)) fail("the loss became non-finite at step ", p.step,
-                                                 ": lower --lr or set --max-grad-norm");
-  };
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  const auto weights_path = fs::path(o.run_dir) / "weights.safetensors";
-  const std::map<std::string, std::string> metadata{{"game", "flappy"},
-                                                    {"frame_size", std::to_string(o.frame_size)},
-                                                    {"stack", std::to_string(o.stack)},
-                                                    {"hidden", std::to_string(o.hidden)},
-                                                    {"frame_skip", std::to_string(o.frame_skip)}};
-  while (trainer.step() < o.steps && !interrupted) {
-    const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
-    // Run in slices so Ctrl-C and periodic saves happen between env steps.
-    for (std::int64_t until = trainer.step(); until < next && !interrupted;) {
-      until = std::min(next, until + 1000);
-      trainer.run(until);
-    }
-    nn::save_weights(ctx, agent.online(), weights_path, metadata);
-    std::cout << "saved " << weights_path.string() << " at step " << trainer.step() << std::endl;
-  }
-  if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
-  return 0;
+                                                               o.exploration_fraction, run.steps);
+  trainer_config.progress_interval = run.progress_interval;
+  rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+  return examples::run_training(ctx, trainer, run, config_toml);
 }
 
 // Plays `episodes` seeded episodes with the greedy agent or a random policy.
@@ -161,15 +128,27 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   rl::FrameStack stack(env.observation_shape(), o.stack);
   Rng random(o.seed ^ 0xa5a5a5a5ULL);
   examples::EvalSummary summary{random_policy ? "random" : "agent", o.seed, {}, {}};
+  // The same timing as the training recordings: the game in real time.
+  env::RecordVideoConfig gif_timing;
+  gif_timing.time_for_game(envs::FlappyBird::kFramesPerSecond, o.frame_skip);
+  std::unique_ptr<io::GifWriter> gif;
+  constexpr int gif_max_frames = 5000;
+  if (!o.gif.empty())
+    gif = std::make_unique<io::GifWriter>(o.gif, envs::FlappyBird::kScreenWidth, envs::FlappyBird::kScreenHeight,
+                                          gif_timing.delay_cs);
   for (int e = 0; e < o.episodes; ++e) {
     stack.reset(env.reset(o.seed + static_cast<std::uint64_t>(e)));
+    if (gif && gif->frames() < gif_max_frames) gif->add_frame(env.render_rgb());
     double episode_return = 0;
+    std::int64_t step = 0;
     env::StepResult r;
     do {
       const int action = random_policy ? static_cast<int>(random.uniform_index(2)) : agent->greedy_action(stack.data());
       r = env.step(action);
       stack.push(r.observation);
       episode_return += r.reward;
+      if (gif && gif->frames() < gif_max_frames && (++step % gif_timing.frame_every == 0 || r.terminated || r.truncated))
+        gif->add_frame(env.render_rgb());
     } while (!r.terminated && !r.truncated);
     summary.scores.push_back(r.info.score);
     summary.returns.push_back(episode_return);
@@ -177,6 +156,10 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
       std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << o.seed + e << ": score " << r.info.score
                 << (r.truncated ? " (capped)" : "") << ", return " << episode_return << ", frames "
                 << r.info.episode_frame << std::endl;
+  }
+  if (gif) {
+    gif->close();
+    if (verbose) std::cout << "wrote " << o.gif << " (" << gif->frames() << " frames)" << std::endl;
   }
   return summary;
 }
@@ -212,8 +195,12 @@ int with_backend(const std::string& backend, Fn&& fn) {
 
 int main(int argc, char** argv) {
   Options o;
+  examples::RunOptions run;
+  run.run_dir = "runs/flappy";
+  run.steps = 300000;
   CLI::App app{"qrl Flappy Bird: a DQN that learns Flappy Bird from pixels"};
   app.require_subcommand(1);
+  examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
@@ -223,10 +210,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
   };
 
-  auto* train_cmd = app.add_subcommand("train", "Train a DQN agent; writes weights, episodes.csv and progress.csv to --run-dir");
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a DQN agent; checkpoints, weights, CSV and TensorBoard logs, plots and GIFs go to --run-dir");
   add_common(train_cmd);
-  train_cmd->add_option("--steps", o.steps, "Environment steps to train for")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--run-dir", o.run_dir, "Directory for weights and logs")->capture_default_str();
+  examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
   train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
@@ -241,8 +228,6 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--save-interval", o.save_interval, "Steps between weight saves")->check(CLI::PositiveNumber)->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
@@ -256,11 +241,20 @@ int main(int argc, char** argv) {
   eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
+  play_cmd->add_option("--gif", o.gif, "Also record the episodes (every other frame, up to 5000) into this GIF");
+  auto* plot_cmd = app.add_subcommand("plot", "Redraw RUN_DIR/scores.svg and RUN_DIR/q_values.svg from its logs");
+  plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'flappy train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("flappy", app, argc, argv, [&] {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
-      if (*train_cmd) return train<B>(o);
+      if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
+      if (*plot_cmd) {
+        const auto [games, blocks] = examples::write_plots(o.plot_dir);
+        std::cout << "wrote " << (fs::path(o.plot_dir) / "scores.svg").string() << " (" << games << " games) and "
+                  << (fs::path(o.plot_dir) / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
+        return 0;
+      }
       // load_weights reports a missing file too, but --policy random never loads it.
       if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));

@@ -1,11 +1,16 @@
 #pragma once
-// Everything of qrl's CPU side in one include.
+// Everything of qrl's CPU side in one include (not <qrl/io/gif.hpp> and
+// <qrl/env/record_video.hpp>, which need giflib).
 #include <qrl/backend/cpu.hpp>
 #include <qrl/env/env.hpp>
+#include <qrl/log/svg_plot.hpp>
+#include <qrl/log/tensorboard.hpp>
 #include <qrl/nn/loss.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/nn/sequential.hpp>
+#include <qrl/nn/serialize.hpp>
 #include <qrl/optim/adam.hpp>
+#include <qrl/rl/checkpoint.hpp>
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>
 #include <qrl/rl/frame_stack.hpp>

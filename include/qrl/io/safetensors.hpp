@@ -4,9 +4,6 @@
 // "__metadata__": {str: str}}, then the raw little-endian tensor bytes.
 // The reader treats the file as hostile: every inconsistency is an error that
 // names the file and the problem, never a crash or a silent truncation.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -14,14 +11,15 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <qrl/core/error.hpp>
+#include <qrl/io/file.hpp>
 
 namespace qrl::io {
 
@@ -45,39 +43,19 @@ inline std::int64_t element_count(const std::vector<std::int64_t>& shape) {
   return n;
 }
 
-// Writes `bytes` to `path` so that a crash leaves either the old file or the
-// new one: temporary file, fsync, rename, fsync of the directory.
-inline void write_file_atomically(const std::filesystem::path& path, const std::string& bytes) {
-  const auto tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot write ", tmp, ": ", std::strerror(errno), " (is the directory writable?)");
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    const auto n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      std::filesystem::remove(tmp);
-      fail("cannot write ", tmp, ": ", std::strerror(err));
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::filesystem::remove(tmp);
-    fail("cannot flush ", tmp, " to disk: ", std::strerror(errno));
-  }
-  std::filesystem::rename(tmp, path);
-  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+// Bytes per element of the dtypes the format defines; 0 for unknown names.
+inline std::uint64_t safetensors_dtype_bytes(const std::string& dtype) {
+  static const std::map<std::string, std::uint64_t> sizes{
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2},
+      {"F16", 2},  {"BF16", 2}, {"I32", 4}, {"U32", 4},     {"F32", 4},     {"F64", 8}, {"I64", 8}, {"U64", 8}};
+  const auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
 }
 
 }  // namespace detail
 
-inline void save_safetensors(const std::filesystem::path& path, const SafetensorsFile& file) {
+// The bytes of a safetensors file holding `file` (F32 tensors in name order).
+inline std::string encode_safetensors(const SafetensorsFile& file) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
   std::uint64_t offset = 0;
@@ -98,30 +76,30 @@ inline void save_safetensors(const std::filesystem::path& path, const Safetensor
   static_assert(std::endian::native == std::endian::little, "qrl writes safetensors on little-endian hosts only");
   for (const auto& [name, tensor] : file.tensors)
     out.append(reinterpret_cast<const char*>(tensor.values.data()), tensor.values.size() * sizeof(float));
-  detail::write_file_atomically(path, out);
+  return out;
 }
 
-inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
-  const std::string where = path.string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (!std::filesystem::exists(path)) fail(where, ": no such file (check the --weights path)");
-    fail(where, ": cannot open for reading");
-  }
-  in.seekg(0, std::ios::end);
-  const auto file_size = static_cast<std::uint64_t>(in.tellg());
-  in.seekg(0);
+inline void save_safetensors(const std::filesystem::path& path, const SafetensorsFile& file) {
+  write_file_atomically(path, encode_safetensors(file));
+}
+
+// Parses the bytes of a safetensors file. `where` names the file in errors.
+// Checks everything the format promises before trusting any of it: header
+// length cap, a JSON object header with no duplicate names, known dtypes,
+// shape x dtype size == byte range, ranges inside the data section, not
+// overlapping and covering it exactly. Only F32 tensors are then accepted.
+inline SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& where) {
+  const std::uint64_t file_size = bytes.size();
   require(file_size >= 8, where, ": not a safetensors file (", file_size, " bytes, shorter than its 8-byte header length)");
-  unsigned char size_bytes[8];
-  in.read(reinterpret_cast<char*>(size_bytes), 8);
   std::uint64_t header_size = 0;
-  for (int i = 0; i < 8; ++i) header_size |= std::uint64_t{size_bytes[i]} << (8 * i);
+  for (int i = 0; i < 8; ++i) header_size |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
   require(header_size <= safetensors_max_header_bytes, where, ": header length ", header_size,
           " exceeds the 100 MiB limit (corrupt or not a safetensors file)");
   require(header_size <= file_size - 8, where, ": header length ", header_size, " runs past the end of the ",
           file_size, "-byte file (truncated?)");
-  std::string json_text(header_size, '\0');
-  in.read(json_text.data(), static_cast<std::streamsize>(header_size));
+  const std::string_view json_text = bytes.substr(8, header_size);
+  require(!json_text.empty() && json_text.front() == '{', where,
+          ": header must be a JSON object starting with '{' (not a safetensors file?)");
 
   // Duplicate keys would silently shadow each other in a JSON object: refuse.
   std::set<std::string> top_keys;
@@ -144,8 +122,12 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
 
   SafetensorsFile file;
   const std::uint64_t data_size = file_size - 8 - header_size;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
-  std::vector<std::pair<std::string, std::pair<std::uint64_t, std::uint64_t>>> entries;
+  struct Entry {
+    std::string name;
+    std::string dtype;
+    std::uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
   for (auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       require(entry.is_object(), where, ": __metadata__ must be an object of strings");
@@ -159,8 +141,8 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
             where, ": tensor '", name, "' needs dtype, shape and data_offsets");
     require(entry["dtype"].is_string(), where, ": tensor '", name, "' dtype is not a string");
     const auto dtype = entry["dtype"].get<std::string>();
-    require(dtype == "F32", where, ": tensor '", name, "' has dtype ", dtype,
-            "; qrl networks are float32 (convert with tensor.float() before saving)");
+    const std::uint64_t element_bytes = detail::safetensors_dtype_bytes(dtype);
+    require(element_bytes > 0, where, ": tensor '", name, "' has unknown dtype '", dtype, "'");
     require(entry["shape"].is_array(), where, ": tensor '", name, "' shape is not an array");
     StoredTensor tensor;
     std::uint64_t count = 1;
@@ -179,12 +161,13 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
     const auto begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
     require(begin <= end && end <= data_size, where, ": tensor '", name, "' byte range [", begin, ", ", end,
             ") lies outside the ", data_size, "-byte data section");
-    require(end - begin == count * sizeof(float), where, ": tensor '", name, "' byte range holds ", end - begin,
-            " bytes but its shape needs ", count * sizeof(float));
-    ranges.emplace_back(begin, end);
-    entries.emplace_back(name, std::pair{begin, end});
+    require(count <= data_size / element_bytes && end - begin == count * element_bytes, where, ": tensor '", name,
+            "' byte range holds ", end - begin, " bytes but its shape needs ", count, " x ", element_bytes);
+    entries.push_back({name, dtype, begin, end});
     file.tensors[name] = std::move(tensor);
   }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  for (const auto& e : entries) ranges.emplace_back(e.begin, e.end);
   std::sort(ranges.begin(), ranges.end());
   std::uint64_t expected = 0;
   for (const auto& [begin, end] : ranges) {
@@ -194,14 +177,20 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
   }
   require(expected == data_size, where, ": the data section has ", data_size - expected,
           " bytes that belong to no tensor");
-  for (auto& [name, range] : entries) {
-    auto& tensor = file.tensors[name];
-    tensor.values.resize((range.second - range.first) / sizeof(float));
-    in.seekg(static_cast<std::streamoff>(8 + header_size + range.first));
-    in.read(reinterpret_cast<char*>(tensor.values.data()), static_cast<std::streamsize>(range.second - range.first));
-    require(static_cast<bool>(in), where, ": could not read the bytes of tensor '", name, "'");
+  const std::string_view data = bytes.substr(8 + header_size);
+  for (const auto& e : entries) {
+    require(e.dtype == "F32", where, ": tensor '", e.name, "' has dtype ", e.dtype,
+            "; qrl networks are float32 (convert with tensor.float() before saving)");
+    auto& tensor = file.tensors[e.name];
+    tensor.values.resize((e.end - e.begin) / sizeof(float));
+    if (!tensor.values.empty()) std::memcpy(tensor.values.data(), data.data() + e.begin, e.end - e.begin);
   }
   return file;
+}
+
+inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) fail(path.string(), ": no such file (check the --weights path)");
+  return parse_safetensors(read_file(path), path.string());
 }
 
 }  // namespace qrl::io

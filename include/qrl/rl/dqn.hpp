@@ -72,6 +72,7 @@ class Dqn {
   nn::Sequential<B>& target() { return target_; }
   optim::Adam<B>& optimizer() { return optimizer_; }
   std::int64_t updates() const { return updates_; }
+  void set_updates(std::int64_t updates) { updates_ = updates; }
 
   // Q(s, ·) for a batch of stacked uint8 states [N, stack, H, W] on the host.
   std::vector<float> q_values(const std::uint8_t* states, int count = 1) {

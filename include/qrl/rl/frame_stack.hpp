@@ -34,6 +34,11 @@ class FrameStack {
   }
 
   const std::uint8_t* data() const { return data_.data(); }
+  // Restores the stacked frames a checkpoint saved (bytes() of them).
+  void set_data(const std::uint8_t* bytes, std::size_t size) {
+    require(size == data_.size(), "FrameStack::set_data: got ", size, " bytes, the stack holds ", data_.size());
+    std::memcpy(data_.data(), bytes, size);
+  }
   std::size_t bytes() const { return data_.size(); }
   int depth() const { return depth_; }
   const env::FrameShape& frame_shape() const { return frame_; }

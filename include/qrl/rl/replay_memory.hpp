@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,33 @@ class ReplayMemory {
   std::int64_t frames() const { return count_; }
   const ReplayConfig& config() const { return config_; }
   bool can_sample(int batch) const { return transitions_ >= std::max(batch, 1) + config_.stack; }
+
+  // What a checkpoint needs besides the arrays: where the ring stands.
+  struct Position {
+    std::int64_t cursor = 0, count = 0, transitions = 0;
+    bool episode_open = false;
+  };
+  Position position() const { return {cursor_, count_, transitions_, episode_open_}; }
+  // Restores a position saved with the arrays below; checked against the
+  // capacity so a checkpoint of another configuration cannot be half-used.
+  void set_position(const Position& p) {
+    require(p.count >= 0 && p.count <= config_.capacity && p.cursor >= 0 && p.cursor < config_.capacity &&
+                (p.count == config_.capacity || p.cursor == p.count) && p.transitions >= 0 &&
+                p.transitions <= p.count,
+            "replay memory position (cursor ", p.cursor, ", count ", p.count, ", transitions ", p.transitions,
+            ") is impossible for capacity ", config_.capacity);
+    cursor_ = p.cursor;
+    count_ = p.count;
+    transitions_ = p.transitions;
+    episode_open_ = p.episode_open;
+  }
+  // The ring's arrays, slot-indexed. Slots [0, frames()) are in use: the
+  // ring fills from slot 0 and only wraps once full.
+  std::span<std::uint8_t> frame_storage() { return frames_; }
+  std::span<std::int16_t> action_storage() { return actions_; }
+  std::span<float> reward_storage() { return rewards_; }
+  std::span<std::uint8_t> flag_storage() { return flags_; }
+  std::span<std::uint8_t> history_storage() { return history_; }
 
   // Uniform over stored transitions whose stacked state is still complete.
   void sample(Context<B>& ctx, Rng& rng, int batch, ReplayBatch<B>& out) {

@@ -1,10 +1,12 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <numeric>
+#include <vector>
 
 #include <qrl/env/env.hpp>
 #include <qrl/rl/dqn.hpp>
@@ -44,6 +46,20 @@ struct Progress {
   double wall_seconds = 0.0;
 };
 
+// Everything of the loop that training depends on besides the agent, the
+// replay memory and the environment: with these restored, the next steps are
+// the ones an uninterrupted run would have taken.
+struct TrainerState {
+  std::int64_t step = 0, episodes = 0, episode_length = 0;
+  double episode_return = 0.0;
+  bool in_episode = false, have_stats = false;
+  Rng::State episode_seeds{}, exploration{}, sampling{};
+  EpsilonSchedule epsilon;             // fixed when the run starts
+  std::vector<EpisodeRecord> recent;   // the running-mean window
+  std::vector<std::uint8_t> frame_stack;
+  double wall_seconds = 0.0;           // training time so far
+};
+
 // The environment loop of DQN: epsilon-greedy acting on stacked frames,
 // storing transitions, and the agent's training schedule. Its state (step,
 // episode, the RNG streams) is explicit so training can stop and continue.
@@ -67,9 +83,53 @@ class DqnTrainer {
 
   std::function<void(const EpisodeRecord&)> on_episode;
   std::function<void(const Progress&)> on_progress;
+  // Called after each gradient update (env step given); reading
+  // agent().last_stats() here costs a device sync, so it is opt-in.
+  std::function<void(std::int64_t)> on_update;
 
   std::int64_t step() const { return step_; }
   std::int64_t episodes() const { return episodes_; }
+  E& env() { return *env_; }
+  Dqn<B>& agent() { return *agent_; }
+  ReplayMemory<B>& replay() { return *replay_; }
+  const TrainerConfig& config() const { return config_; }
+
+  TrainerState state() const {
+    TrainerState s;
+    s.step = step_;
+    s.episodes = episodes_;
+    s.episode_length = episode_length_;
+    s.episode_return = episode_return_;
+    s.in_episode = in_episode_;
+    s.have_stats = have_stats_;
+    s.episode_seeds = episode_seeds_.state();
+    s.exploration = exploration_.state();
+    s.sampling = sampling_.state();
+    s.epsilon = config_.epsilon;
+    s.recent.assign(recent_.begin(), recent_.end());
+    s.frame_stack.assign(stack_.data(), stack_.data() + stack_.bytes());
+    s.wall_seconds = start_time_ == std::chrono::steady_clock::time_point{} ? 0.0 : elapsed();
+    return s;
+  }
+
+  void restore(const TrainerState& s) {
+    require(s.step >= 0 && s.episodes >= 0 && s.episode_length >= 0, "trainer state has negative counters");
+    stack_.set_data(s.frame_stack.data(), s.frame_stack.size());
+    step_ = s.step;
+    episodes_ = s.episodes;
+    episode_length_ = s.episode_length;
+    episode_return_ = s.episode_return;
+    in_episode_ = s.in_episode;
+    have_stats_ = s.have_stats;
+    episode_seeds_.set_state(s.episode_seeds);
+    exploration_.set_state(s.exploration);
+    sampling_.set_state(s.sampling);
+    config_.epsilon = s.epsilon;
+    recent_.assign(s.recent.begin(), s.recent.end());
+    start_time_ = std::chrono::steady_clock::now() -
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(s.wall_seconds));
+  }
 
   // Runs until the global env step reaches `until_step` (or stop() is called).
   void run(std::int64_t until_step) {
@@ -78,7 +138,7 @@ class DqnTrainer {
     auto interval_start = clock::now();
     std::int64_t interval_start_step = step_;
     stop_ = false;
-    while (step_ < until_step && !stop_) {
+    while (step_ < until_step && !stop_ && !(stop_flag_ && stop_flag_->load(std::memory_order_relaxed))) {
       if (!in_episode_) begin_episode();
       const double epsilon = config_.epsilon.value(step_);
       const int action = agent_->act(stack_.data(), epsilon, exploration_);
@@ -89,7 +149,10 @@ class DqnTrainer {
       replay_->add(action, static_cast<float>(result.reward), result.terminated, result.truncated,
                    result.observation);
       stack_.push(result.observation);
-      if (agent_->maybe_train(step_, *replay_, sampling_)) have_stats_ = true;
+      if (agent_->maybe_train(step_, *replay_, sampling_)) {
+        have_stats_ = true;
+        if (on_update) on_update(step_);
+      }
       if (result.terminated || result.truncated) end_episode(result);
       if (on_progress && step_ % config_.progress_interval == 0) {
         const auto now = clock::now();
@@ -104,6 +167,10 @@ class DqnTrainer {
   }
 
   void stop() { stop_ = true; }
+  // A flag that ends run() after the current step when set, e.g. from a
+  // SIGINT handler (lock-free atomics are async-signal-safe, a plain bool
+  // member is not).
+  void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
 
   Progress progress() {
     Progress p;
@@ -160,6 +227,7 @@ class DqnTrainer {
   std::int64_t step_ = 0, episodes_ = 0, episode_length_ = 0;
   double episode_return_ = 0.0;
   bool in_episode_ = false, stop_ = false, have_stats_ = false;
+  const std::atomic<bool>* stop_flag_ = nullptr;
   std::deque<EpisodeRecord> recent_;
   std::chrono::steady_clock::time_point start_time_{};
 };

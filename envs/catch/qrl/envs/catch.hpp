@@ -11,6 +11,7 @@
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/env/env.hpp>
+#include <qrl/io/state_json.hpp>
 
 namespace qrl::envs {
 
@@ -54,6 +55,24 @@ class Catch {
 
   int action_count() const { return 3; }
   env::FrameShape observation_shape() const { return {size_, size_, 1}; }
+
+  nlohmann::json save_state() const {
+    return {{"ball_row", ball_row_}, {"ball_col", ball_col_}, {"paddle_col", paddle_col_},
+            {"frame", frame_count_}, {"done", done_}};
+  }
+  void load_state(const nlohmann::json& j) {
+    const std::string where = "Catch state";
+    const int row = io::json_get<int>(j, "ball_row", where), col = io::json_get<int>(j, "ball_col", where),
+              paddle = io::json_get<int>(j, "paddle_col", where);
+    require(row >= 0 && row < size_ && col >= 0 && col < size_ && paddle >= 0 && paddle < size_, where,
+            ": positions outside the ", size_, "x", size_, " grid");
+    ball_row_ = row;
+    ball_col_ = col;
+    paddle_col_ = paddle;
+    frame_count_ = io::json_get<std::int64_t>(j, "frame", where);
+    done_ = io::json_get<bool>(j, "done", where);
+    draw();
+  }
 
  private:
   void draw() {

@@ -13,6 +13,7 @@
 #include <qrl/core/rng.hpp>
 #include <qrl/env/env.hpp>
 #include <qrl/env/preprocess.hpp>
+#include <qrl/io/state_json.hpp>
 #include <qrl/kernels/preprocess.cuh>
 
 namespace qrl::envs {
@@ -88,7 +89,8 @@ class FlappyBird {
   // Flaps are ignored once the bird is this far above the screen.
   static constexpr int kFlapCeiling = -2 * kBirdHeight;
   static constexpr int kMaxPipes = 3;
-  static constexpr int kActionCount = 2;  // 0: do nothing, 1: flap
+  static constexpr int kActionCount = 2;
+  static constexpr double kFramesPerSecond = 30.0;  // the original's FPS: what real time means for recordings  // 0: do nothing, 1: flap
 
   // Flat colours, picked so the gray levels stay apart (sky 159, pipe 124,
   // pipe rim 76, bird 197, ground 210); the sprites' own colours are close in
@@ -195,6 +197,35 @@ class FlappyBird {
   // Pipes from left to right (at most kMaxPipes, some possibly off screen).
   std::span<const FlappyPipe> pipes() const { return {pipes_.data(), static_cast<std::size_t>(pipe_count_)}; }
   bool episode_over() const { return done_; }
+
+  // The game's dynamic state (bird, pipes, score, pipe RNG), for exact
+  // resumption mid-episode. The configuration is not part of it.
+  nlohmann::json save_state() const {
+    nlohmann::json pipes = nlohmann::json::array();
+    for (int i = 0; i < pipe_count_; ++i) pipes.push_back({pipes_[i].x, pipes_[i].gap_top});
+    return {{"rng", io::rng_state_json(rng_.state())}, {"bird_y", bird_y_}, {"velocity", velocity_},
+            {"score", score_},  {"frame", frame_},  {"step", step_},  {"pipes", pipes},
+            {"started", started_}, {"done", done_}};
+  }
+
+  void load_state(const nlohmann::json& j) {
+    const std::string where = "FlappyBird state";
+    const auto pipes = io::json_get<std::vector<std::array<int, 2>>>(j, "pipes", where);
+    require(pipes.size() <= kMaxPipes, where, ": ", pipes.size(), " pipes, at most ", kMaxPipes);
+    const auto bird_y = io::json_get<int>(j, "bird_y", where);
+    require(bird_y >= -10000 && bird_y <= kBaseY, where, ": bird_y ", bird_y, " is off the playfield");
+    rng_.set_state(io::rng_state_from_json(j.at("rng"), "FlappyBird state rng"));
+    bird_y_ = bird_y;
+    velocity_ = io::json_get<int>(j, "velocity", where);
+    score_ = io::json_get<int>(j, "score", where);
+    frame_ = io::json_get<std::int64_t>(j, "frame", where);
+    step_ = io::json_get<std::int64_t>(j, "step", where);
+    pipe_count_ = static_cast<int>(pipes.size());
+    for (int i = 0; i < pipe_count_; ++i) pipes_[i] = FlappyPipe{pipes[i][0], pipes[i][1]};
+    started_ = io::json_get<bool>(j, "started", where);
+    done_ = io::json_get<bool>(j, "done", where);
+    if (started_) observe();
+  }
 
  private:
   struct FrameOutcome {

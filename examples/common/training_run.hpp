@@ -1,0 +1,368 @@
+#pragma once
+// The training side every example shares: run-directory flags, config files,
+// resume, checkpoints, logs (CSV, TensorBoard), plots, GIF recordings, Ctrl-C
+// and non-finite-loss handling. An example builds its env, network, agent,
+// replay memory and trainer, then hands the trainer to run_training().
+//
+//   examples::RunOptions run;                       // flags shared by all examples
+//   examples::add_run_options(train_cmd, run);      // --run-dir --resume --checkpoint-interval ...
+//   examples::add_config_option(app, argc, argv);   // --config run.toml (+ RUN_DIR/config.toml on --resume)
+//   ...
+//   return examples::run_training(ctx, trainer, run, examples::resolved_config(*train_cmd));
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <qrl/env/record_video.hpp>
+#include <qrl/log/tensorboard.hpp>
+#include <qrl/rl/checkpoint.hpp>
+
+#include "example_support.hpp"
+#include "run_plots.hpp"
+
+namespace qrl::examples {
+
+struct RunOptions {
+  std::string run_dir = "runs/run";
+  std::string resume;                      // RUN_DIR or a checkpoint directory
+  std::int64_t steps = 100000;
+  std::int64_t progress_interval = 10000;
+  std::int64_t checkpoint_interval = 50000;
+  int keep_checkpoints = 3;
+  std::int64_t stop_after = 0;             // stop (with a checkpoint) after this many steps of this invocation
+  std::string record = "cubic";            // GIF trigger: cubic | every:N | off
+  bool force_memory = false;
+};
+
+inline void add_run_options(CLI::App* cmd, RunOptions& o) {
+  cmd->add_option("--steps", o.steps, "Environment steps to train for (in total, across resumes)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--run-dir", o.run_dir, "Directory for checkpoints, logs, plots and videos")->capture_default_str();
+  cmd->add_option("--resume", o.resume,
+                  "Continue a run exactly where it stopped: RUN_DIR (newest checkpoint, its config.toml) or "
+                  "RUN_DIR/checkpoints/step_N")
+      ->configurable(false);
+  cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines and progress.csv rows")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--checkpoint-interval,--save-interval", o.checkpoint_interval,
+                  "Steps between checkpoints (weights, optimizer, replay memory, RNG states); plots refresh with them")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0 = all)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--stop-after", o.stop_after,
+                  "Stop with a checkpoint after this many steps of this invocation (0 = run to --steps); "
+                  "continue with --resume")
+      ->check(CLI::NonNegativeNumber)->capture_default_str()->configurable(false);
+  cmd->add_option("--record", o.record,
+                  "GIFs of training episodes in RUN_DIR/videos: 'cubic' (episodes 0,1,8,27,...,1000,2000,...), "
+                  "'every:N' or 'off'")
+      ->capture_default_str();
+  cmd->add_flag("--force-memory", o.force_memory, "Allocate the replay memory even if it exceeds available memory")
+      ->configurable(false);
+}
+
+// The run directory a --resume argument belongs to.
+inline std::filesystem::path resume_run_dir(const std::string& resume) {
+  std::filesystem::path p(resume);
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.filename().string().rfind("step_", 0) == 0 || p.filename().string().rfind("debug_", 0) == 0)
+    return p.parent_path().parent_path();
+  return p;
+}
+
+// --config FILE (TOML, as CLI11 reads it). With --resume RUN_DIR and no
+// --config, RUN_DIR/config.toml is read, so a resumed run keeps its settings;
+// flags given on the command line still win.
+inline void add_config_option(CLI::App& app, int argc, char** argv) {
+  std::string default_config;
+  bool has_config = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" || a.rfind("--config=", 0) == 0) has_config = true;
+    std::string dir;
+    if (a == "--resume" && i + 1 < argc) dir = argv[i + 1];
+    if (a.rfind("--resume=", 0) == 0) dir = a.substr(9);
+    if (!dir.empty()) {
+      const auto p = resume_run_dir(dir);
+      if (std::filesystem::exists(p / "config.toml")) default_config = (p / "config.toml").string();
+    }
+  }
+  // Subcommands (created after this) pass --config up to the app, so
+  // "flappy train --config run.toml" works as well as "flappy --config run.toml train".
+  app.fallthrough();
+  app.set_config("--config", has_config ? "" : default_config,
+                 "Read options from a TOML file (keys as the long flags, under [train]/[eval]/[play]); the "
+                 "resolved options of a run are written to RUN_DIR/config.toml");
+}
+
+// The options of one subcommand as TOML ("section.key=value" lines, as
+// CLI11 reads them back with --config): the values in effect, given or
+// default. Written by hand because CLI11 2.1's config_to_str misreports
+// negatable flags (--double-dqn,!--no-double-dqn) left at their default.
+inline std::string resolved_config(const CLI::App& cmd) {
+  std::string out = "# resolved options of '" + cmd.get_name() + "'; rerun with --config this-file\n";
+  for (const CLI::Option* opt : cmd.get_options()) {
+    if (!opt->get_configurable() || opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
+    std::string value;
+    if (opt->get_type_size() == 0) {  // a flag
+      value = opt->count() ? (opt->as<bool>() ? "true" : "false") : opt->get_default_str();
+      if (value.empty()) value = "false";
+    } else if (opt->count()) {
+      value = opt->as<std::string>();
+    } else {
+      value = opt->get_default_str();
+      if (value.empty()) continue;  // no default to record: a rerun gets the same built-in default
+    }
+    const bool number = !value.empty() && value.find_first_not_of("0123456789.-+eE") == std::string::npos &&
+                        value.find_first_of("0123456789") != std::string::npos;
+    if (!(number || value == "true" || value == "false")) {
+      std::string quoted = "\"";
+      for (char c : value) quoted += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+      value = quoted + "\"";
+    }
+    out += cmd.get_name() + "." + opt->get_lnames()[0] + "=" + value + "\n";
+  }
+  return out;
+}
+
+// The newest checkpoint of RUN_DIR, or the checkpoint directory itself.
+inline std::filesystem::path resolve_resume(const std::string& resume) {
+  const std::filesystem::path p(resume);
+  require(std::filesystem::is_directory(p), resume, ": no such run or checkpoint directory (check --resume)");
+  if (std::filesystem::exists(p / "COMPLETE") || std::filesystem::exists(p / "state.json")) return p;
+  const auto latest = rl::latest_checkpoint(p / "checkpoints");
+  require(latest.has_value(), resume, ": no checkpoints in ", (p / "checkpoints").string(),
+          " (was the run stopped before its first checkpoint?)");
+  return *latest;
+}
+
+// MemAvailable from /proc/meminfo, in bytes; 0 when unknown.
+inline std::uint64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+// Refuses a replay memory that would not fit, before allocating it.
+inline void check_replay_fits(std::uint64_t bytes, bool force) {
+  const auto available = available_memory_bytes();
+  std::cout << "replay memory: " << bytes / 1e6 << " MB";
+  if (available) std::cout << " (" << available / 1e6 << " MB available)";
+  std::cout << '\n';
+  if (force || available == 0) return;
+  require(bytes <= available / 10 * 9, "the replay memory needs ", bytes / 1e6, " MB but only ", available / 1e6,
+          " MB are available: lower --buffer-size, or pass --force-memory to allocate it anyway");
+}
+
+// Keeps only the rows of a CSV whose first column is <= max_value: after a
+// resume, the rows logged past the checkpoint are replaced by the rerun's.
+inline void truncate_csv_after(const std::filesystem::path& path, int column, double max_value) {
+  if (!std::filesystem::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (!header) {
+      std::size_t start = 0;
+      for (int c = 0; c < column && start != std::string::npos; ++c) {
+        start = line.find(',', start);
+        if (start != std::string::npos) ++start;
+      }
+      if (start == std::string::npos || std::atof(line.c_str() + start) > max_value) continue;
+    }
+    header = false;
+    kept += line + '\n';
+  }
+  io::write_file_atomically(path, kept);
+}
+
+namespace detail {
+inline std::atomic<bool> interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
+inline void on_sigint(int) {
+  if (interrupted) {
+    static const char msg[] = "\ninterrupted twice: exiting without a checkpoint\n";
+    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+    std::_Exit(130);
+  }
+  interrupted = true;
+  static const char msg[] = "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to exit at once)\n";
+  [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+}
+}  // namespace detail
+
+inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) {
+  if (spec == "off") return {};
+  if (spec == "cubic") return env::capped_cubic_video_schedule;
+  if (spec.rfind("every:", 0) == 0) {
+    const long long n = std::atoll(spec.c_str() + 6);
+    require(n > 0, "--record every:N needs N > 0, got '", spec, "'");
+    return [n](std::int64_t e) { return e % n == 0; };
+  }
+  fail("--record '", spec, "': use cubic, every:N or off");
+}
+
+// Runs (or resumes) training to o.steps with checkpoints, logs and plots in
+// o.run_dir. `config_toml` is the resolved configuration (written to
+// RUN_DIR/config.toml and into each checkpoint).
+template <Backend B, rl::CheckpointableEnvironment E>
+int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOptions& o, const std::string& config_toml) {
+  namespace fs = std::filesystem;
+  // A resumed run stays in its own directory, wherever it was moved to.
+  const fs::path run_dir = o.resume.empty() ? fs::path(o.run_dir) : resume_run_dir(o.resume);
+  const fs::path checkpoints = run_dir / "checkpoints";
+  fs::create_directories(run_dir);
+  const nlohmann::json run_config{{"toml", config_toml}};
+
+  bool resumed = false;
+  if (!o.resume.empty()) {
+    const auto ck = resolve_resume(o.resume);
+    const nlohmann::json state = rl::load_checkpoint(ck, trainer, ctx);
+    resumed = true;
+    std::cout << "resumed from " << ck.string() << " at step " << trainer.step() << " (" << trainer.episodes()
+              << " episodes, epsilon " << state.at("epsilon").at("value_at_step").get<double>() << ")" << std::endl;
+    const double step = static_cast<double>(trainer.step());
+    truncate_csv_after(run_dir / "episodes.csv", 1, step);
+    truncate_csv_after(run_dir / "progress.csv", 0, step);
+    truncate_csv_after(run_dir / "q_values.csv", 0, step);
+  }
+  if (!resumed && !rl::list_checkpoints(checkpoints).empty()) {
+    // A fresh run must not mix its checkpoints with an earlier run's (resume
+    // would pick whichever step is highest). Keep one generation aside.
+    const fs::path old = run_dir / "checkpoints.old";
+    fs::remove_all(old);
+    fs::rename(checkpoints, old);
+    std::cout << "a new run in " << run_dir.string() << ": moved the earlier run's checkpoints to " << old.string()
+              << " (use --resume " << run_dir.string() << " to continue a run instead)" << std::endl;
+  }
+  if (const int stale = rl::remove_stale_checkpoint_temporaries(checkpoints))
+    std::cout << "removed " << stale << " unfinished checkpoint(s) left by an interrupted save" << std::endl;
+  io::write_file_atomically(run_dir / "config.toml", config_toml);
+
+  const bool append = resumed && fs::exists(run_dir / "episodes.csv");
+  EpisodeLog episodes(run_dir / "episodes.csv", append);
+  const bool progress_exists = resumed && fs::exists(run_dir / "progress.csv");
+  std::ofstream progress_csv(run_dir / "progress.csv", progress_exists ? std::ios::app : std::ios::trunc);
+  if (!progress_exists)
+    progress_csv << "time/total_timesteps,time/fps,time/episodes,time/time_elapsed,rollout/ep_rew_mean,"
+                    "rollout/ep_score_mean,rollout/ep_score_max,rollout/exploration_rate,train/loss,train/q_values,"
+                    "train/grad_norm,train/n_updates\n";
+  const bool q_exists = resumed && fs::exists(run_dir / "q_values.csv");
+  std::ofstream q_csv(run_dir / "q_values.csv", q_exists ? std::ios::app : std::ios::trunc);
+  if (!q_exists) q_csv << "step,mean_q,mean_loss,updates\n";
+  log::TensorBoardWriter tb(run_dir / "tb");
+
+  // Per 1000 env steps: mean Q and loss over the updates in that block.
+  double q_sum = 0, loss_sum = 0;
+  std::int64_t q_count = 0, q_block = trainer.step() / 1000;
+  bool non_finite = false;
+  rl::UpdateStats last{};
+  trainer.on_update = [&](std::int64_t step) {
+    last = trainer.agent().last_stats();
+    if (!std::isfinite(last.loss) || !std::isfinite(last.grad_norm)) {
+      non_finite = true;
+      trainer.stop();
+      return;
+    }
+    if (step / 1000 != q_block) {
+      if (q_count) q_csv << q_block * 1000 + 1000 << ',' << q_sum / q_count << ',' << loss_sum / q_count << ','
+                         << trainer.agent().updates() << '\n';
+      q_block = step / 1000;
+      q_sum = loss_sum = 0;
+      q_count = 0;
+    }
+    q_sum += last.q_mean;
+    loss_sum += last.loss;
+    ++q_count;
+    if (trainer.agent().updates() % 100 == 0) {
+      tb.add_scalar("losses/td_loss", last.loss, step);
+      tb.add_scalar("losses/q_values", last.q_mean, step);
+      tb.add_scalar("losses/grad_norm", last.grad_norm, step);
+    }
+  };
+  trainer.on_episode = [&](const rl::EpisodeRecord& e) {
+    episodes.write(e);
+    tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
+    tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
+    tb.add_scalar("charts/score", e.score, e.end_step);
+  };
+  trainer.on_progress = [&](const rl::Progress& p) {
+    std::cout << progress_line(p, o.steps) << std::endl;
+    progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.wall_seconds << ','
+                 << p.mean_return << ',' << p.mean_score << ',' << p.max_score << ',' << p.epsilon << ','
+                 << p.last_update.loss << ',' << p.last_update.q_mean << ',' << p.last_update.grad_norm << ','
+                 << p.updates << std::endl;
+    tb.add_scalar("charts/SPS", p.steps_per_second, p.step);
+    tb.add_scalar("charts/epsilon", p.epsilon, p.step);
+    tb.add_scalar("charts/mean_score", p.mean_score, p.step);
+    tb.flush();
+    q_csv.flush();
+  };
+
+  rl::CheckpointOptions ck_options;
+  ck_options.keep_last = o.keep_checkpoints;
+  auto checkpoint = [&](const std::string& name = {}) {
+    const auto dir = rl::save_checkpoint(checkpoints, trainer, ctx, run_config, ck_options, name);
+    nn::save_weights(ctx, trainer.agent().online(), run_dir / "weights.safetensors",
+                     {{"step", std::to_string(trainer.step())}});
+    tb.flush();
+    q_csv.flush();
+    write_plots(run_dir);
+    std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
+  };
+
+  detail::interrupted = false;
+  trainer.set_stop_flag(&detail::interrupted);
+  auto previous_handler = std::signal(SIGINT, detail::on_sigint);
+  const std::int64_t until =
+      o.stop_after > 0 ? std::min(o.steps, trainer.step() + o.stop_after) : o.steps;
+  while (trainer.step() < until && !detail::interrupted && !non_finite) {
+    const std::int64_t next =
+        std::min(until, (trainer.step() / o.checkpoint_interval + 1) * o.checkpoint_interval);
+    trainer.run(next);  // returns early on Ctrl-C or a non-finite loss
+    if (non_finite) break;
+    checkpoint();
+  }
+  std::signal(SIGINT, previous_handler);
+  trainer.set_stop_flag(nullptr);
+  if (non_finite) {
+    checkpoint("debug_step_" + std::to_string(trainer.step()));
+    fail("the loss or gradient norm became non-finite at step ", trainer.step(), " (loss ", last.loss,
+         ", gradient norm ", last.grad_norm, "); a debug checkpoint is in ", checkpoints.string(),
+         ". Lower --lr or set --max-grad-norm");
+  }
+  if (detail::interrupted)
+    std::cout << "interrupted at step " << trainer.step() << "; continue with --resume " << run_dir.string()
+              << std::endl;
+  else if (trainer.step() < o.steps)
+    std::cout << "stopped at step " << trainer.step() << " (--stop-after); continue with --resume "
+              << run_dir.string() << std::endl;
+  return 0;
+}
+
+// Wraps an env in RecordVideo writing RUN_DIR/videos/episode_N.gif as --record says.
+template <env::RenderableEnvironment E>
+env::RecordVideo<E> record_videos(E& env, const RunOptions& o, double game_fps, int frames_per_step) {
+  env::RecordVideoConfig c;
+  c.time_for_game(game_fps, frames_per_step);
+  c.folder = std::filesystem::path(o.run_dir) / "videos";
+  c.episode_trigger = video_trigger(o.record);
+  env::RecordVideo<E> recorder(env, c);
+  recorder.on_saved = [](const std::filesystem::path& p, int frames) {
+    std::cout << "recorded " << p.string() << " (" << frames << " frames)" << std::endl;
+  };
+  return recorder;
+}
+
+}  // namespace qrl::examples
