@@ -3,8 +3,10 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <qrl/cdp/chromium.hpp>
@@ -220,10 +222,19 @@ TEST_CASE("Canvas game: attach to a running browser with --cdp") {
     env.reset(1);
     CHECK(env.step(Dino::kJump).info.episode_frame == 4);
   }
-  // Our tab is closed again; the user's browser keeps running.
+  // Our tab is closed again; the user's browser keeps running. Chromium
+  // drops a closed target asynchronously, so allow it a few seconds.
   cdp::CdpClient client(chrome.ws_url());
-  const auto targets = client.call("Target.getTargets")["targetInfos"];
-  for (const auto& t : targets) CHECK(t["url"].get<std::string>().find("dino") == std::string::npos);
+  const auto dino_tabs = [&] {
+    int count = 0;
+    for (const auto& t : client.call("Target.getTargets")["targetInfos"])
+      count += t["url"].get<std::string>().find("dino") != std::string::npos;
+    return count;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (dino_tabs() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(dino_tabs() == 0);
   CHECK(chrome.alive());
 }
 
