@@ -10,6 +10,7 @@ packages=(
   libcli11-dev             # example command lines
   doctest-dev              # tests
   python3                  # test helpers
+  python3-pip zlib1g-dev   # scripts/build_ale.sh: fetches ale-py's sources, ALE links zlib
 )
 
 missing=()
