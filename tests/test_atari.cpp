@@ -122,6 +122,10 @@ TEST_SUITE("atari") {
       env_return += result.reward;
       // Exact box filter vs doubles: equal up to the final rounding.
       REQUIRE(max_abs_difference(reference_observation(a, b), result.observation) <= 0.5 + 1e-9);
+      // And byte for byte the shared functor's output on the max screen.
+      std::vector<std::uint8_t> functor(84 * 84);
+      qrl::env::preprocess(env.max_screen(), env.observation_spec(), functor.data());
+      REQUIRE(functor == bytes_of(result.observation));
       for (auto p : result.observation.bytes()) levels.insert(p);
       CHECK(result.info.lives == raw.lives());
       CHECK(result.info.episode_frame == raw.getEpisodeFrameNumber());
