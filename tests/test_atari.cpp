@@ -138,7 +138,7 @@ TEST_SUITE("atari") {
     CHECK(levels.size() >= 5);
   }
 
-  TEST_CASE("a seed and the actions fix an episode, sticky actions included") {
+  TEST_CASE("a seed and the actions fix an episode with sticky actions on") {
     AtariConfig config = game("pong");
     config.repeat_action_probability = 0.25f;
     const auto play = [](Atari& env, std::uint64_t seed) {
@@ -162,7 +162,7 @@ TEST_SUITE("atari") {
     CHECK(other.first != first.first);
   }
 
-  TEST_CASE("reset(seed) equals reloading the ROM with ALE's random_seed, as Gymnasium does") {
+  TEST_CASE("reset(seed) equals reloading the ROM with ALE's random_seed as Gymnasium does") {
     AtariConfig config = game("pong");
     config.repeat_action_probability = 0.25f;
     config.noop_max = 0;
@@ -214,7 +214,7 @@ TEST_SUITE("atari") {
     CHECK(total <= 21);
   }
 
-  TEST_CASE("lives: reported in info, and terminal_on_life_loss ends the episode at the first loss") {
+  TEST_CASE("lives are reported in info and terminal_on_life_loss ends the episode at the first loss") {
     qrl::Rng rng(5);
     {
       Atari env(game("breakout"));
@@ -251,7 +251,7 @@ TEST_SUITE("atari") {
     }
   }
 
-  TEST_CASE("the step limit truncates, and a finished episode must be reset") {
+  TEST_CASE("the step limit truncates and a finished episode must be reset") {
     AtariConfig config = game("pong");
     config.max_episode_steps = 25;
     Atari env(config);
@@ -277,7 +277,7 @@ TEST_SUITE("atari") {
     CHECK(*starts.rbegin() <= 30);
   }
 
-  TEST_CASE("bad input: unknown game, missing or wrong ROM, bad settings and actions") {
+  TEST_CASE("bad input: unknown game - missing or wrong ROM - bad settings and actions") {
     CHECK_THROWS_WITH_AS(Atari(game("pongg")), doctest::Contains("unknown game 'pongg'"), qrl::Error);
     CHECK_THROWS_WITH_AS(Atari(game("pongg")), doctest::Contains("pong, "), qrl::Error);
     CHECK_THROWS_WITH_AS(Atari(game("pongg")), doctest::Contains("space_invaders"), qrl::Error);
@@ -308,7 +308,7 @@ TEST_SUITE("atari") {
     CHECK_THROWS_WITH_AS(env.step(6), doctest::Contains("action 6 is outside [0, 6) for pong"), qrl::Error);
   }
 
-  TEST_CASE("vector env of Atari games: the same episodes on 1 and 2 threads, autoresets at the step limit") {
+  TEST_CASE("vector env of Atari games: the same episodes on 1 and 2 threads and autoresets at the step limit") {
     AtariConfig config = game("pong");
     config.max_episode_steps = 30;
     config.repeat_action_probability = 0.25f;

@@ -95,7 +95,7 @@ TEST_CASE("VectorEnv autoreset keeps every transition inside one episode") {
   CHECK(resets >= 5 * envs);
 }
 
-TEST_CASE("VectorEnv gives the same results on 1, 2 and 3 threads") {
+TEST_CASE("VectorEnv gives the same results on 1 2 and 3 threads") {
   const Trace one = run(3, 1, 25);
   const Trace two = run(3, 2, 25);
   const Trace three = run(3, 3, 25);
@@ -105,7 +105,7 @@ TEST_CASE("VectorEnv gives the same results on 1, 2 and 3 threads") {
   CHECK(one.resets == three.resets);
 }
 
-TEST_CASE("VectorEnv reports bad input and an env's error, and stays usable") {
+TEST_CASE("VectorEnv reports bad input and an env's error and stays usable") {
   VectorEnv<CountingEnv> vec(2, [](int i) { return CountingEnv(i); }, 2);
   const std::vector<int> ok{1, 1};
   CHECK_THROWS_WITH_AS(vec.step(ok), doctest::Contains("call reset(seed) first"), qrl::Error);
