@@ -347,6 +347,7 @@ class Atari {
     // Rows first (vectorises across the 160 columns), then columns. Sums fit
     // in 32 bits: 255 * 210 * 160 < 2^24.
     const auto total = static_cast<std::uint32_t>(rows_.total * cols_.total);
+    const std::uint64_t reciprocal = (std::uint64_t{1} << 48) / (2 * total) + 1;
     std::uint32_t* __restrict acc = column_pass_.data();
     for (int y = 0; y < out; ++y) {
       std::fill(acc, acc + kScreenWidth, 0u);
@@ -362,8 +363,11 @@ class Atari {
         const std::uint32_t* src = acc + cols_.first[x];
         std::uint32_t sum = 0;
         for (int k = 0; k < cols_.count[x]; ++k) sum += wx[k] * src[k];
-        // Round half up, as the functor does.
-        dst[x] = static_cast<std::uint8_t>((2 * sum + total) / (2 * total));
+        // Round half up, as the functor does: (2 sum + total) / (2 total),
+        // by a multiply with a 48-bit reciprocal. Exact: the numerator is
+        // below 2^25, so the reciprocal's error stays under 2^-23, less than
+        // a fractional part can lack to reach the next integer (1 / 67200).
+        dst[x] = static_cast<std::uint8_t>((static_cast<std::uint64_t>(2 * sum + total) * reciprocal) >> 48);
       }
     }
   }
