@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-100000}
 bash scripts/setup.sh
+bash scripts/build_ale.sh   # ALE, so the build below also configures examples/atari; a no-op once built
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQRL_BUILD_EXAMPLES=ON
 cmake --build build -j "$(nproc)" --target flappy
 run=runs/flappy-quickstart

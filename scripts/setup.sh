@@ -15,6 +15,7 @@ packages=(
   libboost1.81-dev         # Boost.Beast WebSocket for the DevTools Protocol
   libtomlplusplus-dev      # browser game configs (--game-config)
   libstb-dev               # stb_image: PNG screenshots
+  python3-pip zlib1g-dev   # scripts/build_ale.sh: fetches ale-py's sources, ALE links zlib
 )
 
 missing=()

@@ -1,0 +1,335 @@
+// Atari games from pixels with DQN (the Nature network, CleanRL's
+// hyperparameters): train, play, eval.
+//
+//   atari train --game breakout --steps 10000000 --run-dir runs/breakout
+//   atari eval  --game breakout --weights runs/breakout/weights.safetensors --episodes 10 --envs 2 --json
+//   atari eval  --game pong --policy random --episodes 4 --json
+//   atari play  --game pong --weights runs/pong/weights.safetensors
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <qrl/env/vector_env.hpp>
+#include <qrl/envs/atari.hpp>
+#include <qrl/nn/serialize.hpp>
+#include <qrl/qrl.hpp>
+
+#include "../common/example_support.hpp"
+
+namespace fs = std::filesystem;
+using namespace qrl;
+
+namespace {
+
+struct Options {
+  // common
+  std::string backend = "cpu";
+  std::uint64_t seed = 1;
+  std::string weights;
+  std::string run_dir = "runs/atari";
+  std::string game = "breakout";
+  std::string rom;
+  int envs = 1;
+  int stack = 4;
+  // env: AtariPreprocessing's defaults
+  int noop_max = 30;
+  int frame_skip = 4;
+  float sticky = 0.0f;
+  bool full_action_set = false;
+  bool terminal_on_life_loss = false;
+  std::int64_t max_episode_steps = 27000;
+  // train: CleanRL's dqn_atari.py
+  std::int64_t steps = 10000000;
+  std::int64_t buffer_size = 1000000;
+  int batch_size = 32;
+  float learning_rate = 1e-4f;
+  float gamma = 0.99f;
+  std::int64_t learning_starts = 80000;
+  int train_frequency = 4;
+  std::int64_t target_update = 1000;
+  bool double_dqn = false;
+  std::string loss = "mse";
+  float max_grad_norm = 0.0f;
+  double epsilon_start = 1.0;
+  double epsilon_end = 0.01;
+  double exploration_fraction = 0.1;
+  bool clip_rewards = true;
+  std::int64_t progress_interval = 10000;
+  std::int64_t save_interval = 100000;
+  // play / eval
+  int episodes = 10;
+  std::string policy = "agent";
+  bool json = false;
+};
+
+envs::AtariConfig env_config(const Options& o) {
+  envs::AtariConfig c;
+  c.game = o.game;
+  c.rom_path = o.rom;
+  c.noop_max = o.noop_max;
+  c.frame_skip = o.frame_skip;
+  c.repeat_action_probability = o.sticky;
+  c.full_action_set = o.full_action_set;
+  c.terminal_on_life_loss = o.terminal_on_life_loss;
+  c.max_episode_steps = o.max_episode_steps;
+  return c;
+}
+
+// CleanRL's ClipRewardEnv: the learner sees sign(reward), so one learning
+// rate fits games whose points differ by orders of magnitude. The game's own
+// score stays in info.score.
+template <env::Environment E>
+class ClipRewards {
+ public:
+  explicit ClipRewards(E& env) : env_(&env) {}
+  env::FrameView reset(std::uint64_t seed) { return env_->reset(seed); }
+  env::StepResult step(int action) {
+    env::StepResult r = env_->step(action);
+    r.reward = static_cast<double>((r.reward > 0) - (r.reward < 0));
+    return r;
+  }
+  int action_count() const { return env_->action_count(); }
+  env::FrameShape observation_shape() const { return env_->observation_shape(); }
+
+ private:
+  E* env_;
+};
+
+template <Backend B>
+nn::Sequential<B> make_network(const Options& o, int actions) {
+  return nn::nature_dqn<B>(o.stack, 84, 84, actions);
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+
+template <Backend B>
+int train(const Options& o) {
+  require(o.envs == 1, "--envs ", o.envs, ": training steps one env for now (the replay memory keeps one episode "
+                       "stream); use --envs with eval and play, see docs/atari.md");
+  Context<B> ctx;
+  envs::Atari atari(env_config(o));
+  const int actions = atari.action_count();
+  fs::create_directories(o.run_dir);
+  rl::ReplayConfig replay_config{o.buffer_size, atari.observation_shape(), o.stack};
+  std::cout << "game " << atari.game_name() << ", " << actions << " actions; replay memory: " << o.buffer_size
+            << " frames, " << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
+  rl::ReplayMemory<B> replay(replay_config);
+
+  Rng init_rng(o.seed);
+  auto net = make_network<B>(o, actions);
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
+  std::cout << net.summary({1, o.stack, 84, 84});
+
+  rl::DqnConfig config;
+  config.gamma = o.gamma;
+  config.batch_size = o.batch_size;
+  config.learning_starts = o.learning_starts;
+  config.train_frequency = o.train_frequency;
+  config.target_update_interval = o.target_update;
+  config.double_dqn = o.double_dqn;
+  config.loss = o.loss == "mse" ? LossKind::mse : LossKind::huber;
+  config.adam.learning_rate = o.learning_rate;
+  config.adam.max_grad_norm = o.max_grad_norm;
+  rl::Dqn<B> agent(ctx, std::move(net), {o.stack, 84, 84}, actions, config);
+
+  rl::TrainerConfig trainer_config;
+  trainer_config.seed = o.seed;
+  trainer_config.epsilon =
+      rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end, o.exploration_fraction, o.steps);
+  trainer_config.progress_interval = o.progress_interval;
+
+  const auto weights_path = fs::path(o.run_dir) / "weights.safetensors";
+  const std::map<std::string, std::string> metadata{{"game", atari.game_name()},
+                                                    {"actions", std::to_string(actions)},
+                                                    {"stack", std::to_string(o.stack)},
+                                                    {"network", "nature_dqn"}};
+  auto run = [&](auto& env) {
+    using Env = std::remove_reference_t<decltype(env)>;
+    rl::DqnTrainer<B, Env> trainer(env, agent, replay, trainer_config);
+    examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
+    std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
+    progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
+                    "rollout/exploration_rate,train/loss,train/q_values,train/n_updates\n";
+    trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.write(e); };
+    trainer.on_progress = [&](const rl::Progress& p) {
+      std::cout << examples::progress_line(p, o.steps) << std::endl;
+      progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.mean_return << ','
+                   << p.mean_score << ',' << p.epsilon << ',' << p.last_update.loss << ',' << p.last_update.q_mean
+                   << ',' << p.updates << std::endl;
+      if (!std::isfinite(p.last_update.loss))
+        fail("the loss became non-finite at step ", p.step, ": lower --lr or set --max-grad-norm");
+    };
+    while (trainer.step() < o.steps && !interrupted) {
+      const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
+      // Run in slices so Ctrl-C and periodic saves happen between env steps.
+      for (std::int64_t until = trainer.step(); until < next && !interrupted;) {
+        until = std::min(next, until + 1000);
+        trainer.run(until);
+      }
+      nn::save_weights(ctx, agent.online(), weights_path, metadata);
+      std::cout << "saved " << weights_path.string() << " at step " << trainer.step() << std::endl;
+    }
+    if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
+  };
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  if (o.clip_rewards) {
+    ClipRewards<envs::Atari> clipped(atari);
+    run(clipped);
+  } else {
+    run(atari);
+  }
+  return 0;
+}
+
+// Plays `episodes` episodes on --envs parallel envs with the greedy agent or
+// a random policy. Episodes count in the order they finish (by step, then env
+// index), which the seed fixes whatever the thread timing.
+template <Backend B>
+examples::EvalSummary evaluate(const Options& o, bool verbose) {
+  Context<B> ctx;
+  const bool random_policy = o.policy == "random";
+  env::VectorEnv<envs::Atari> vec(o.envs, [&](int) { return envs::Atari(env_config(o)); });
+  const int actions = vec.action_count();
+  std::unique_ptr<rl::Dqn<B>> agent;
+  if (!random_policy) {
+    require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'atari train', or use "
+                                "--policy random)");
+    auto net = make_network<B>(o, actions);
+    nn::load_weights(ctx, net, o.weights);
+    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, rl::DqnConfig{});
+  }
+  vec.reset(o.seed);
+  std::vector<rl::FrameStack> stacks;
+  for (int i = 0; i < o.envs; ++i) {
+    stacks.emplace_back(vec.observation_shape(), o.stack);
+    stacks.back().reset(vec.observation(i));
+  }
+  const std::size_t state_bytes = stacks[0].bytes();
+  std::vector<std::uint8_t> states(state_bytes * o.envs);
+  std::vector<int> chosen(o.envs);
+  std::vector<double> returns(o.envs, 0.0);
+  Rng random(o.seed ^ 0xa5a5a5a5ULL);
+  examples::EvalSummary summary{random_policy ? "random" : "agent", o.seed, {}, {}};
+  while (static_cast<int>(summary.scores.size()) < o.episodes) {
+    if (random_policy) {
+      for (auto& a : chosen) a = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
+    } else {
+      for (int i = 0; i < o.envs; ++i) std::copy_n(stacks[i].data(), state_bytes, states.data() + i * state_bytes);
+      const auto q = agent->q_values(states.data(), o.envs);
+      for (int i = 0; i < o.envs; ++i) {
+        const auto row = q.begin() + static_cast<std::ptrdiff_t>(i) * actions;
+        chosen[i] = static_cast<int>(std::max_element(row, row + actions) - row);
+      }
+    }
+    const auto results = vec.step(chosen);
+    for (int i = 0; i < o.envs; ++i) {
+      const auto& r = results[i].result;
+      returns[i] += r.reward;
+      if (results[i].autoreset) {
+        if (static_cast<int>(summary.scores.size()) < o.episodes) {
+          summary.scores.push_back(r.info.score);
+          summary.returns.push_back(returns[i]);
+          if (verbose)
+            std::cout << "episode " << summary.scores.size() << "/" << o.episodes << " (env " << i << "): score "
+                      << r.info.score << (r.truncated ? " (step limit)" : "") << ", frames " << r.info.episode_frame
+                      << std::endl;
+        }
+        returns[i] = 0.0;
+        stacks[i].reset(vec.observation(i));
+      } else {
+        stacks[i].push(vec.observation(i));
+      }
+    }
+  }
+  return summary;
+}
+
+template <Backend B>
+int eval(const Options& o, bool play) {
+  const auto summary = evaluate<B>(o, play || !o.json);
+  if (o.json) {
+    std::cout << summary.json() << std::endl;
+  } else {
+    std::cout << "mean score " << summary.mean_score() << ", max " << summary.max_score() << " over "
+              << summary.scores.size() << " episodes\n";
+  }
+  return 0;
+}
+
+template <class Fn>
+int with_backend(const std::string& backend, Fn&& fn) {
+  if (backend == "cpu") return fn(cpu{});
+  fail("--backend ", backend, ": this build has no CUDA backend yet; use --backend cpu");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"qrl Atari: a DQN that learns Atari 2600 games (ALE) from pixels"};
+  app.require_subcommand(1);
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
+    cmd->add_option("--game", o.game, "Game by ROM name (pong, breakout, space_invaders, ...)")->capture_default_str();
+    cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
+    cmd->add_option("--envs", o.envs, "Environments stepped in parallel, one thread each")->check(CLI::Range(1, 256))->capture_default_str();
+    cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
+    cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--frame-skip", o.frame_skip, "Emulator frames per step")->check(CLI::Range(1, 64))->capture_default_str();
+    cmd->add_option("--sticky", o.sticky, "Sticky-action probability (0.25 as in Gymnasium v5)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
+    cmd->add_flag("--full-action-set", o.full_action_set, "All 18 actions instead of the game's minimal set");
+    cmd->add_flag("--terminal-on-life-loss", o.terminal_on_life_loss, "End the episode when a life is lost");
+    cmd->add_option("--max-episode-steps", o.max_episode_steps, "Truncate an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
+  };
+
+  auto* train_cmd = app.add_subcommand("train", "Train a DQN agent; writes weights, episodes.csv and progress.csv to --run-dir");
+  add_common(train_cmd);
+  train_cmd->add_option("--steps", o.steps, "Environment steps to train for")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--run-dir", o.run_dir, "Directory for weights and logs")->capture_default_str();
+  train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
+  train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (1M: about 7.1 GB)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
+  train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
+  train_cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
+  train_cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
+  train_cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  train_cmd->add_flag("--clip-rewards,!--no-clip-rewards", o.clip_rewards, "Learn from the sign of each reward (CleanRL)")->capture_default_str();
+  train_cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--save-interval", o.save_interval, "Steps between weight saves")->check(CLI::PositiveNumber)->capture_default_str();
+
+  auto add_eval_options = [&](CLI::App* cmd) {
+    add_common(cmd);
+    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'atari train'");
+    cmd->add_option("--episodes", o.episodes, "Episodes to play")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
+  };
+  auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
+  add_eval_options(eval_cmd);
+  eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
+  auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
+  add_eval_options(play_cmd);
+
+  return examples::run_main("atari", app, argc, argv, [&] {
+    return with_backend(o.backend, [&](auto tag) {
+      using B = decltype(tag);
+      if (*train_cmd) return train<B>(o);
+      // load_weights reports a missing file too, but --policy random never loads it.
+      if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      return eval<B>(o, static_cast<bool>(*play_cmd));
+    });
+  });
+}
