@@ -1,0 +1,202 @@
+#pragma once
+// N instances of an environment stepped together on worker threads, with
+// automatic resets.
+//
+// Autoreset rule (same-step, final frame kept). When env i's step ends its
+// episode (terminated or truncated), that step's result is the episode's own
+// last step: `result.observation` is its final frame (copied here before the
+// reset overwrites the env's buffer), `result.reward` and the flags are its
+// own. The env is then reset at once with its next seed, `autoreset` is set,
+// and `observation(i)` is the new episode's first frame. So a transition
+// (observation(i) before the step, action, reward, result.observation,
+// terminated) always lies inside one episode, and no action is spent on a
+// reset step (Gymnasium's NEXT_STEP mode would ignore the next action).
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include <qrl/core/error.hpp>
+#include <qrl/core/rng.hpp>
+#include <qrl/env/env.hpp>
+
+namespace qrl::env {
+
+struct VectorStepResult {
+  StepResult result;       // the step of the episode it belongs to
+  bool autoreset = false;  // the episode ended and env i was reset; see observation(i)
+};
+
+template <Environment E>
+class VectorEnv {
+ public:
+  // `make_env(i)` builds env i. `threads`: worker threads including the
+  // caller's (0: one per env). Env i always runs on thread i % threads.
+  template <class MakeEnv>
+  VectorEnv(int count, MakeEnv make_env, int threads = 0) {
+    require(count >= 1, "VectorEnv: needs at least one env, got ", count);
+    require(threads >= 0, "VectorEnv: thread count must be >= 0 (0: one per env), got ", threads);
+    threads_ = threads == 0 || threads > count ? count : threads;
+    for (int i = 0; i < count; ++i) envs_.push_back(std::make_unique<E>(make_env(i)));
+    const FrameShape shape = envs_[0]->observation_shape();
+    actions_ = envs_[0]->action_count();
+    for (int i = 1; i < count; ++i) {
+      require(envs_[i]->observation_shape() == shape && envs_[i]->action_count() == actions_,
+              "VectorEnv: env ", i, " differs from env 0 in observation shape or action count");
+    }
+    final_frames_.resize(static_cast<std::size_t>(count) * shape.bytes());
+    results_.resize(count);
+    current_.resize(count);
+    seeds_.resize(count);
+    pending_actions_.resize(count);
+    errors_.resize(threads_);
+    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+  }
+
+  VectorEnv(const VectorEnv&) = delete;
+  VectorEnv& operator=(const VectorEnv&) = delete;
+
+  ~VectorEnv() {
+    {
+      std::lock_guard lock(mutex_);
+      quit_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& worker : workers_) worker.join();
+  }
+
+  int size() const { return static_cast<int>(envs_.size()); }
+  int threads() const { return threads_; }
+  int action_count() const { return actions_; }
+  FrameShape observation_shape() const { return envs_[0]->observation_shape(); }
+
+  // Resets every env. Env i draws its episode seeds from its own stream,
+  // fixed by (seed, i), so a run does not depend on thread timing.
+  void reset(std::uint64_t seed) {
+    Rng streams(seed);
+    for (auto& s : seeds_) s.reseed(streams.next_u64());
+    run_all([this](int i) {
+      current_[i] = envs_[i]->reset(seeds_[i].next_u64());
+      results_[i] = VectorStepResult{};
+    });
+    started_ = true;
+  }
+
+  // Steps env i with actions[i], on the worker threads; returns the results
+  // (valid until the next step or reset).
+  std::span<const VectorStepResult> step(std::span<const int> actions) {
+    require(started_, "VectorEnv::step: call reset(seed) first");
+    require(static_cast<int>(actions.size()) == size(), "VectorEnv::step: got ", actions.size(), " actions for ",
+            size(), " envs");
+    for (int i = 0; i < size(); ++i) {
+      require(actions[i] >= 0 && actions[i] < actions_, "VectorEnv::step: action ", actions[i], " for env ", i,
+              " is outside [0, ", actions_, ")");
+      pending_actions_[i] = actions[i];
+    }
+    run_all([this](int i) { step_one(i); });
+    return results_;
+  }
+
+  // The frame env i acts on next: after an autoreset, the new episode's first.
+  FrameView observation(int i) const { return current_.at(i); }
+  E& env(int i) { return *envs_.at(i); }
+
+ private:
+  void step_one(int i) {
+    VectorStepResult& out = results_[i];
+    out.result = envs_[i]->step(pending_actions_[i]);
+    out.autoreset = out.result.terminated || out.result.truncated;
+    if (out.autoreset) {
+      const FrameView last = out.result.observation;
+      std::uint8_t* keep = final_frames_.data() + static_cast<std::size_t>(i) * last.shape.bytes();
+      std::memcpy(keep, last.pixels, last.shape.bytes());
+      out.result.observation = FrameView{keep, last.shape};
+      current_[i] = envs_[i]->reset(seeds_[i].next_u64());
+    } else {
+      current_[i] = out.result.observation;
+    }
+  }
+
+  // Runs task(i) for every env, thread t taking envs t, t + threads, ...;
+  // the caller is thread 0. Rethrows the first error after all have finished.
+  template <class Task>
+  void run_all(Task task) {
+    task_ = [&task](int i) { task(i); };
+    if (threads_ > 1) {
+      {
+        std::lock_guard lock(mutex_);
+        remaining_ = threads_ - 1;
+        ++generation_;
+      }
+      wake_.notify_all();
+    }
+    run_share(0);
+    if (threads_ > 1) {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [this] { return remaining_ == 0; });
+    }
+    task_ = nullptr;
+    for (auto& error : errors_) {
+      if (error) {
+        std::exception_ptr first = error;
+        for (auto& e : errors_) e = nullptr;
+        std::rethrow_exception(first);
+      }
+    }
+  }
+
+  void run_share(int t) {
+    try {
+      for (int i = t; i < size(); i += threads_) task_(i);
+    } catch (...) {
+      errors_[t] = std::current_exception();
+    }
+  }
+
+  void worker_loop(int t) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (quit_) return;
+      }
+      run_share(t);
+      bool last = false;
+      {
+        std::lock_guard lock(mutex_);
+        last = --remaining_ == 0;
+      }
+      if (last) done_.notify_one();
+    }
+  }
+
+  std::vector<std::unique_ptr<E>> envs_;
+  int threads_ = 1;
+  int actions_ = 0;
+  std::vector<std::uint8_t> final_frames_;
+  std::vector<VectorStepResult> results_;
+  std::vector<FrameView> current_;
+  std::vector<Rng> seeds_;
+  std::vector<int> pending_actions_;
+  std::vector<std::exception_ptr> errors_;
+  bool started_ = false;
+
+  std::function<void(int)> task_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::uint64_t generation_ = 0;
+  int remaining_ = 0;
+  bool quit_ = false;
+};
+
+}  // namespace qrl::env
