@@ -212,7 +212,7 @@ TEST_CASE("Dino: a browser killed mid-episode truncates the episode and the next
   CHECK(s.info.score > 0);
 }
 
-TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single envs, autoreset keeps them apart") {
+TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single envs - autoreset keeps them apart") {
   // What one env step recorded: the frame it returned and its outcome.
   struct Step {
     std::vector<std::uint8_t> frame;
