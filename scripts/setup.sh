@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev       # safetensors headers, JSON output
   libcli11-dev             # example command lines
   doctest-dev              # tests
+  clang libclang-rt-14-dev # the libFuzzer run of the safetensors reader (tests/fuzz)
   libgif-dev               # GIF recordings (giflib)
   python3                  # test helpers
   chromium                 # Dino and other browser games (envs/dino)
