@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks of examples/atari as a user meets it: bad input gives one clear
 # error line and a non-zero exit; eval --json on parallel envs ends with a
-# parseable summary; train writes weights that eval loads.
+# parseable summary; train (one env and two) writes weights that eval loads.
 #   tests/cli_atari.sh path/to/atari scratch-dir
 set -u
 atari=$1
@@ -21,7 +21,7 @@ expect_error "unknown game 'pongg'; the games in" eval --game pongg --policy ran
 expect_error "space_invaders" eval --game pongg --policy random
 expect_error "does not exist" eval --rom "$work/missing.bin" --policy random
 expect_error "needs --weights" eval --game pong --episodes 1
-expect_error "training steps one env" train --game pong --envs 2 --steps 10
+expect_error "cannot hold 8 streams" train --game pong --envs 8 --buffer-size 64 --stack 16 --steps 10
 
 # Two envs on two threads, episodes cut at 150 steps.
 "$atari" eval --game pong --policy random --episodes 3 --envs 2 --max-episode-steps 150 --json >"$work/random.txt" ||
@@ -43,6 +43,13 @@ assert s["mean_score"] == sum(s["scores"]) / 3 and s["max_score"] == max(s["scor
   --json >"$work/agent.txt" || fail "eval of trained weights failed: $(cat "$work/agent.txt")"
 tail -n 1 "$work/agent.txt" | python3 -c 'import json, sys; s = json.loads(sys.stdin.read()); assert s["episodes"] == 2, s' ||
   fail "agent eval --json is wrong: $(tail -n 1 "$work/agent.txt")"
+# Two envs training: --steps and --progress-interval count env steps of both.
+"$atari" train --game pong --envs 2 --steps 300 --learning-starts 260 --buffer-size 1000 --batch-size 8 \
+  --progress-interval 150 --save-interval 300 --run-dir "$work/run2" >"$work/train2.txt" 2>&1 ||
+  fail "train --envs 2 failed: $(tail -n 5 "$work/train2.txt")"
+[ -s "$work/run2/weights.safetensors" ] || fail "train --envs 2 wrote no weights"
+[ "$(wc -l <"$work/run2/progress.csv")" -eq 3 ] || fail "train --envs 2: progress.csv should hold a header and 2 rows"
+tail -n 1 "$work/run2/progress.csv" | grep -q '^300,' || fail "train --envs 2 should end at step 300: $(tail -n 1 "$work/run2/progress.csv")"
 expect_error "another game" eval --game breakout --weights "$work/run/weights.safetensors" --episodes 1
 
 [ "$failures" -eq 0 ] && echo "all atari CLI checks passed"

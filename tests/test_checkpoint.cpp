@@ -167,6 +167,82 @@ TEST_CASE("exact resume on Catch: N steps straight == N/2, checkpoint, fresh pro
   exact_resume(envs::Catch(8), envs::Catch(8), envs::Catch(8), 8, 1000, 300, "catch");
 }
 
+TEST_CASE("a replay memory of several streams round-trips through checkpoint arrays; one stream keeps its format") {
+  TempDir dir("streams");
+  // 3 streams of 21, 20 and 20 frames; stream s plays episodes of 4 + 3s
+  // steps and steps s + 1 times per round, so the rings wrap at different
+  // points (stream 0 not at all).
+  rl::ReplayMemory<cpu> a({61, {3, 3, 1}, 2, 3});
+  std::vector<std::uint8_t> pixels(9);
+  auto frame = [&](int stream, int value) {
+    for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(stream * 80 + value + i);
+    return env::FrameView{pixels.data(), {3, 3, 1}};
+  };
+  std::vector<int> t(3, 0);
+  for (int s = 0; s < 3; ++s) a.begin_episode(frame(s, 0), s);
+  for (int round = 0; round < 9; ++round)
+    for (int s = 0; s < 3; ++s)
+      for (int k = 0; k <= s; ++k) {
+        const bool last = ++t[s] % (4 + 3 * s) == 0;
+        a.add(t[s] % 2, 0.25f * t[s], last, false, frame(s, t[s] % 50), s);
+        if (last) a.begin_episode(frame(s, 60 + t[s] % 10), s);
+      }
+  CHECK(a.stream_frames(0) < a.stream_capacity(0));
+  CHECK(a.stream_frames(2) == a.stream_capacity(2));
+
+  fs::create_directories(dir.path / "arrays");
+  rl::CheckpointOptions options;
+  rl::detail::CheckpointWriter out(dir.path, options);
+  nlohmann::json arrays;
+  nlohmann::json state{{"replay", rl::detail::save_replay(out, a, arrays)}};
+  state["arrays"] = arrays;
+  CHECK(state["replay"]["streams"] == 3);
+  CHECK(arrays.contains("replay.frames"));
+  CHECK(arrays.contains("replay.stream2.history"));
+
+  rl::ReplayMemory<cpu> b({61, {3, 3, 1}, 2, 3});
+  rl::detail::load_replay(dir.path, state, b);
+  CHECK(b.frames() == a.frames());
+  CHECK(b.transitions() == a.transitions());
+  for (int s = 0; s < 3; ++s) {
+    CHECK(b.position(s).cursor == a.position(s).cursor);
+    CHECK(b.position(s).episode_open == a.position(s).episode_open);
+    int compared = 0;
+    for (std::int64_t k = 0; k < a.stream_frames(s); ++k) {
+      std::vector<std::uint8_t> sa, na, sb, nb;
+      int aa = 0, ab = 0;
+      float ra = 0, rb = 0;
+      bool ta = false, tb = false;
+      const bool va = a.transition_at(s, k, sa, na, aa, ra, ta);
+      REQUIRE(va == b.transition_at(s, k, sb, nb, ab, rb, tb));
+      if (!va) continue;
+      ++compared;
+      CHECK((sa == sb && na == nb && aa == ab && ra == rb && ta == tb));
+      CHECK(test::norm(std::vector<float>(sa.begin(), sa.end())) > 0.0);
+    }
+    CHECK(compared >= 8);
+  }
+  rl::ReplayMemory<cpu> fewer({61, {3, 3, 1}, 2, 2});
+  CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, fewer), doctest::Contains("same number of envs"),
+                       Error);
+
+  // One stream: the keys and array names of the format before streams.
+  rl::ReplayMemory<cpu> one({20, {3, 3, 1}, 2});
+  one.begin_episode(frame(0, 0));
+  one.add(1, 1.0f, false, false, frame(0, 1));
+  nlohmann::json one_arrays;
+  const auto one_json = rl::detail::save_replay(out, one, one_arrays);
+  std::vector<std::string> keys;
+  for (auto& [k, v] : one_json.items()) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  CHECK(keys == std::vector<std::string>{"capacity", "count", "cursor", "episode_open", "frame", "stack",
+                                         "transitions"});
+  std::vector<std::string> names;
+  for (auto& [k, v] : one_arrays.items()) names.push_back(k);
+  CHECK(names == std::vector<std::string>{"replay.actions", "replay.flags", "replay.frames", "replay.history",
+                                          "replay.rewards"});
+}
+
 TEST_CASE("exact resume on Flappy Bird, stopped mid-episode") {
   exact_resume(tiny_flappy(), tiny_flappy(), tiny_flappy(), 12, 1210, 2000, "flappy");
 }

@@ -1,9 +1,15 @@
 // The DQN agent must learn, not just run: Catch from 10x10 pixels, seeded,
-// on the CPU in seconds. The learned greedy policy's return is compared with
-// the random policy's on the same evaluation seeds.
+// on the CPU in seconds, from one env and from four stepped together. The
+// learned greedy policy's return is compared with the random policy's on the
+// same evaluation seeds. The vector trainer must also take exactly the
+// one-env trainer's steps with one env, and store each env's own transitions.
 #include <doctest/doctest.h>
 
+#include <memory>
+
+#include <qrl/env/vector_env.hpp>
 #include <qrl/envs/catch.hpp>
+#include <qrl/envs/flappy_bird.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/trainer.hpp>
@@ -41,15 +47,8 @@ nn::Sequential<B> catch_network() {
   return net;
 }
 
-}  // namespace
-
-TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random policy", B, learns_catch) {
-  if (!test::backend_available<B>()) return;
-  Context<B> ctx;
-  Rng init_rng(2024);
-  auto net = catch_network<B>();
-  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
-
+template <class B>
+rl::DqnConfig catch_dqn_config() {
   rl::DqnConfig config;
   config.batch_size = 32;
   config.learning_starts = 500;
@@ -57,14 +56,210 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
   config.target_update_interval = 200;
   config.gamma = 0.99f;
   config.adam.learning_rate = 1e-3f;
-  rl::Dqn<B> agent(ctx, std::move(net), {2, 10, 10}, 3, config);
-  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2});
+  return config;
+}
 
+// The Catch agent of these tests, initialised from a fixed seed.
+template <class B>
+std::unique_ptr<rl::Dqn<B>> catch_agent(Context<B>& ctx) {
+  Rng init_rng(2024);
+  auto net = catch_network<B>();
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  return std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{2, 10, 10}, 3, catch_dqn_config<B>());
+}
+
+rl::TrainerConfig catch_trainer_config(std::int64_t exploration_steps) {
+  rl::TrainerConfig config;
+  config.seed = 7;
+  config.epsilon = rl::EpsilonSchedule::linear(1.0, 0.05, exploration_steps);
+  return config;
+}
+
+template <class B>
+std::vector<std::vector<float>> weights(Context<B>& ctx, rl::Dqn<B>& agent) {
+  std::vector<std::vector<float>> out;
+  for (auto& p : agent.online().parameters()) out.push_back(to_host(ctx, *p.value));
+  for (auto& p : agent.target().parameters()) out.push_back(to_host(ctx, *p.value));
+  return out;
+}
+
+// Every stored transition of stream `sa` of `a` equals the one at the same
+// rank of stream `sb` of `b`; returns how many were compared.
+template <class B>
+int compare_streams(const rl::ReplayMemory<B>& a, int sa, const rl::ReplayMemory<B>& b, int sb) {
+  REQUIRE(a.stream_frames(sa) == b.stream_frames(sb));
+  CHECK(a.stream_transitions(sa) == b.stream_transitions(sb));
+  int compared = 0;
+  std::vector<std::uint8_t> s1, n1, s2, n2;
+  int a1 = 0, a2 = 0;
+  float r1 = 0, r2 = 0;
+  bool t1 = false, t2 = false;
+  for (std::int64_t k = 0; k < a.stream_frames(sa); ++k) {
+    const bool v1 = a.transition_at(sa, k, s1, n1, a1, r1, t1);
+    const bool v2 = b.transition_at(sb, k, s2, n2, a2, r2, t2);
+    REQUIRE(v1 == v2);
+    if (!v1) continue;
+    ++compared;
+    CHECK((s1 == s2 && n1 == n2 && a1 == a2 && r1 == r2 && t1 == t2));
+  }
+  return compared;
+}
+
+// The greedy policy's mean return on 200 evaluation episodes against the
+// random policy's. Evaluation seeds (1e6 + k) are disjoint from the
+// trainers' episode seeds.
+template <class B>
+void check_learned(rl::Dqn<B>& agent, const char* what) {
+  constexpr int episodes = 200;
+  Rng random_actions(1);
+  const double random = mean_return([&](const std::uint8_t*) { return int(random_actions.uniform_index(3)); },
+                                    episodes, 1000000);
+  const double learned = mean_return([&](const std::uint8_t* s) { return agent.greedy_action(s); }, episodes, 1000000);
+  MESSAGE("Catch (", std::string(what), ") mean return over ", episodes, " episodes: random ", random, ", DQN ", learned);
+  CHECK(random < -0.4);
+  CHECK(learned > 0.9);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer with one env takes exactly DqnTrainer's steps", B, vector_one_env) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto trainer_config = catch_trainer_config(800);
+  trainer_config.progress_interval = 100;
+
+  auto single_agent = catch_agent<B>(ctx);
+  rl::ReplayMemory<B> single_replay({600, {10, 10, 1}, 2});  // wraps
   envs::Catch env(10);
+  rl::DqnTrainer<B, envs::Catch> single(env, *single_agent, single_replay, trainer_config);
+  std::vector<rl::EpisodeRecord> single_episodes;
+  single.on_episode = [&](const rl::EpisodeRecord& e) { single_episodes.push_back(e); };
+  int single_reports = 0;
+  single.on_progress = [&](const rl::Progress&) { ++single_reports; };
+  single.run(1500);
+
+  auto vector_agent = catch_agent<B>(ctx);
+  rl::ReplayMemory<B> vector_replay({600, {10, 10, 1}, 2, 1});
+  env::VectorEnv<envs::Catch> envs(1, [](int) { return envs::Catch(10); });
+  rl::VectorDqnTrainer<B, envs::Catch> vector(envs, *vector_agent, vector_replay, trainer_config);
+  std::vector<rl::EpisodeRecord> vector_episodes;
+  vector.on_episode = [&](const rl::EpisodeRecord& e) { vector_episodes.push_back(e); };
+  int vector_reports = 0;
+  vector.on_progress = [&](const rl::Progress&) { ++vector_reports; };
+  vector.run(700);  // in two calls, as a run is sliced between saves
+  vector.run(1500);
+
+  CHECK(vector.step() == 1500);
+  CHECK(single_agent->updates() == 1500 - 500 + 1);
+  CHECK(vector_agent->updates() == single_agent->updates());
+  CHECK(vector_reports == 15);
+  CHECK(single_reports == 15);
+  const auto ws = weights(ctx, *single_agent), wv = weights(ctx, *vector_agent);
+  REQUIRE(ws.size() == wv.size());
+  for (std::size_t i = 0; i < ws.size(); ++i) {
+    REQUIRE(ws[i].size() == wv[i].size());
+    CHECK(std::memcmp(ws[i].data(), wv[i].data(), ws[i].size() * sizeof(float)) == 0);
+  }
+  CHECK(test::norm(ws.front()) > 0.0);
+  CHECK(compare_streams(single_replay, 0, vector_replay, 0) > 500);
+  REQUIRE(single_episodes.size() == vector_episodes.size());
+  CHECK(single_episodes.size() == 1500 / 9);
+  for (std::size_t i = 0; i < single_episodes.size(); ++i) {
+    CHECK(single_episodes[i].episode_return == vector_episodes[i].episode_return);
+    CHECK(single_episodes[i].end_step == vector_episodes[i].end_step);
+    CHECK(vector_episodes[i].env == 0);
+  }
+  CHECK(single.progress().epsilon == vector.progress().epsilon);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer stores env i's transitions as one env with its seeds plays them", B,
+                          vector_transitions) {
+  if (!test::backend_available<B>()) return;
+  // Flappy Bird: episodes of different lengths, so the envs' boundaries
+  // never line up; partly greedy, with updates, so the batched forward pass
+  // and the training schedule run between steps.
+  auto flappy = [] {
+    envs::FlappyBirdConfig c;
+    c.observation_height = c.observation_width = 12;
+    return envs::FlappyBird(c);
+  };
+  constexpr int n = 3;
+  Context<B> ctx;
+  Rng init_rng(5);
+  nn::Sequential<B> net;
+  net.template add<nn::Flatten>().template add<nn::Dense>(2 * 12 * 12, 16).template add<nn::ReLU>();
+  net.template add<nn::Dense>(16, 2);
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  auto config = catch_dqn_config<B>();
+  config.learning_starts = 100;
+  config.train_frequency = 4;
+  config.target_update_interval = 50;
+  config.batch_size = 8;
+  rl::Dqn<B> agent(ctx, std::move(net), {2, 12, 12}, 2, config);
+  rl::ReplayMemory<B> replay({n * 1000, {12, 12, 1}, 2, n});  // no wrap: every transition stays
+  env::VectorEnv<envs::FlappyBird> envs(n, [&](int) { return flappy(); });
   rl::TrainerConfig trainer_config;
-  trainer_config.seed = 7;
-  trainer_config.epsilon = rl::EpsilonSchedule::linear(1.0, 0.05, 3000);
-  rl::DqnTrainer<B, envs::Catch> trainer(env, agent, replay, trainer_config);
+  trainer_config.seed = 3;
+  trainer_config.epsilon = rl::EpsilonSchedule::linear(1.0, 0.3, 300);
+  rl::VectorDqnTrainer<B, envs::FlappyBird> trainer(envs, agent, replay, trainer_config);
+  std::vector<int> episodes_of(n, 0);
+  std::vector<double> returns_of(n, 0.0);
+  std::int64_t last_end = 0;
+  trainer.on_episode = [&](const rl::EpisodeRecord& e) {
+    ++episodes_of.at(e.env);
+    returns_of.at(e.env) += e.episode_return;
+    CHECK(e.end_step >= last_end);
+    last_end = e.end_step;
+  };
+  trainer.run(1800);
+  CHECK(trainer.step() == 1800);
+  CHECK(agent.updates() == (1800 - 100) / 4 + 1);
+  CHECK(trainer.episodes() == episodes_of[0] + episodes_of[1] + episodes_of[2]);
+
+  for (int i = 0; i < n; ++i) {
+    CAPTURE(i);
+    REQUIRE(replay.stream_transitions(i) == 1800 / n);
+    CHECK(episodes_of[i] >= 3);
+    // Replays env i's actions on one env fed env i's episode seeds.
+    std::vector<int> actions;
+    std::vector<std::uint8_t> state, next;
+    int action;
+    float reward;
+    bool terminated;
+    for (std::int64_t k = 0; k < replay.stream_frames(i); ++k)
+      if (replay.transition_at(i, k, state, next, action, reward, terminated)) actions.push_back(action);
+    REQUIRE(actions.size() == 1800 / n);
+    envs::FlappyBird env = flappy();
+    Rng seeds(rl::VectorDqnTrainer<B, envs::FlappyBird>::episode_seed_stream(trainer_config.seed, i));
+    rl::ReplayMemory<B> reference({1000, {12, 12, 1}, 2});
+    reference.begin_episode(env.reset(seeds.next_u64()));
+    int episodes = 0;
+    double episode_return = 0.0, finished_returns = 0.0;
+    for (int a : actions) {
+      const auto r = env.step(a);
+      episode_return += r.reward;
+      reference.add(a, static_cast<float>(r.reward), r.terminated, r.truncated, r.observation);
+      if (r.terminated || r.truncated) {
+        ++episodes;
+        finished_returns += episode_return;
+        episode_return = 0.0;
+        reference.begin_episode(env.reset(seeds.next_u64()));
+      }
+    }
+    CHECK(episodes == episodes_of[i]);
+    CHECK(finished_returns == returns_of[i]);
+    CHECK(compare_streams(reference, 0, replay, i) == 1800 / n);
+  }
+}
+
+TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random policy", B, learns_catch) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto agent_owner = catch_agent<B>(ctx);
+  auto& agent = *agent_owner;
+  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2});
+  envs::Catch env(10);
+  rl::DqnTrainer<B, envs::Catch> trainer(env, agent, replay, catch_trainer_config(3000));
   trainer.run(6000);
   CHECK(trainer.step() == 6000);
   CHECK(trainer.episodes() == 6000 / 9);
@@ -73,23 +268,41 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
   CHECK(std::isfinite(stats.loss));
   CHECK(stats.grad_norm > 0.0f);
 
-  // Evaluation seeds (1e6 + k) are disjoint from the trainer's episode seeds.
-  constexpr int episodes = 200;
-  Rng random_actions(1);
-  const double random = mean_return([&](const std::uint8_t*) { return int(random_actions.uniform_index(3)); },
-                                    episodes, 1000000);
-  const double learned = mean_return([&](const std::uint8_t* s) { return agent.greedy_action(s); }, episodes, 1000000);
-  MESSAGE("Catch mean return over ", episodes, " episodes: random ", random, ", DQN ", learned);
-  CHECK(random < -0.4);
-  CHECK(learned > 0.9);
+  check_learned(agent, "1 env");
+}
+
+TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B, learns_catch_vector) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto agent_owner = catch_agent<B>(ctx);
+  auto& agent = *agent_owner;
+  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2, 4});
+  env::VectorEnv<envs::Catch> envs(4, [](int) { return envs::Catch(10); });
+  rl::VectorDqnTrainer<B, envs::Catch> trainer(envs, agent, replay, catch_trainer_config(3000));
+  std::vector<int> per_env(4, 0);
+  trainer.on_episode = [&](const rl::EpisodeRecord& e) { ++per_env.at(e.env); };
+  trainer.run(6000);
+  // 6000 env steps = 1500 steps of each env; the same updates as one env.
+  CHECK(trainer.step() == 6000);
+  CHECK(per_env == std::vector<int>(4, 1500 / 9));
+  CHECK(trainer.episodes() == 4 * (1500 / 9));
+  CHECK(agent.updates() == 6000 - 500 + 1);
+  for (int i = 0; i < 4; ++i) CHECK(replay.stream_transitions(i) == 1500);
+  check_learned(agent, "4 envs");
 }
 
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
 // The same suites on the GPU, labelled "cuda"; each reports a skip (see
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cuda);
 TEST_SUITE_END();
 #endif

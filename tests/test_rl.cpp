@@ -195,7 +195,106 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its
   CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, batch), doctest::Contains("too few"), Error);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart", B, replay_streams) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  // 2 streams of 21 and 20 frames; both envs step in turn, with episodes of
+  // different lengths so their boundaries never line up.
+  rl::ReplayMemory<B> memory({41, {1, 2, 1}, 4, 2});
+  CHECK(memory.stream_capacity(0) == 21);
+  CHECK(memory.stream_capacity(1) == 20);
+  CHECK(memory.stream_base(1) == 21);
+  const std::vector<std::vector<int>> lengths{{5, 8, 3, 9, 6, 7}, {4, 10, 6, 5, 11, 2}};
+  // Episode tags: env 0 uses 1..99, env 1 uses 101..199.
+  TaggedFrames frames[2];
+  int episode[2] = {0, 0}, t[2] = {0, 0};
+  auto begin = [&](int env) { memory.begin_episode(frames[env].make(env * 100 + episode[env] + 1, 0), env); };
+  begin(0);
+  begin(1);
+  std::int64_t added = 0;
+  for (int round = 0; round < 38; ++round) {
+    for (int env = 0; env < 2; ++env) {
+      const int length = lengths[env][episode[env] % lengths[env].size()];
+      const bool last = ++t[env] == length;
+      memory.add(t[env] % 3, static_cast<float>(env * 100 + t[env]), last, false,
+                 frames[env].make(env * 100 + episode[env] + 1, t[env]), env);
+      ++added;
+      if (last) {
+        ++episode[env];
+        t[env] = 0;
+        begin(env);
+      }
+    }
+  }
+  CHECK(added == 76);
+  CHECK(memory.frames() == 41);  // both rings wrapped
+  CHECK(memory.transitions() == memory.stream_transitions(0) + memory.stream_transitions(1));
+  CHECK(memory.stream_transitions(0) >= 15);
+  CHECK(memory.stream_transitions(1) >= 14);
+
+  // Every stored transition, stream by stream: one env, one episode,
+  // consecutive steps (or the repeated first frame).
+  std::vector<std::uint8_t> state, next;
+  int action;
+  float reward;
+  bool terminated;
+  for (int env = 0; env < 2; ++env) {
+    int found = 0;
+    for (std::int64_t k = 0; k < memory.stream_frames(env); ++k) {
+      if (!memory.transition_at(env, k, state, next, action, reward, terminated)) continue;
+      ++found;
+      const auto ts = tags(state), tn = tags(next);
+      for (int c = 0; c < 4; ++c) {
+        CHECK(ts[c].first / 100 == env);
+        CHECK(ts[c].first == ts[3].first);
+        CHECK(tn[c].first == ts[3].first);
+      }
+      for (int c = 1; c < 4; ++c)
+        CHECK((ts[c].second == ts[c - 1].second + 1 || (ts[c].second == 0 && ts[c - 1].second == 0)));
+      CHECK(tn[3].second == ts[3].second + 1);
+      CHECK(reward == static_cast<float>(env * 100 + tn[3].second));
+      CHECK(action == tn[3].second % 3);
+      const int length = lengths[env][(ts[3].first % 100 - 1) % lengths[env].size()];
+      CHECK(terminated == (tn[3].second == length));
+    }
+    // Only the oldest frames of a wrapped ring can lose their stack.
+    CHECK(found >= memory.stream_transitions(env) - 3);
+    CHECK(found <= memory.stream_transitions(env));
+  }
+
+  // Sampling reaches both streams, roughly in proportion, never mixing them.
+  Rng rng(5);
+  rl::ReplayBatch<B> batch;
+  int per_env[2] = {0, 0};
+  for (int round = 0; round < 100; ++round) {
+    memory.sample(ctx, rng, 8, batch);
+    const auto states = to_host(ctx, batch.states);
+    const auto nexts = to_host(ctx, batch.next_states);
+    for (int i = 0; i < 8; ++i) {
+      const auto ts = tags({states.begin() + i * 8, states.begin() + (i + 1) * 8});
+      const auto tn = tags({nexts.begin() + i * 8, nexts.begin() + (i + 1) * 8});
+      for (int c = 0; c < 4; ++c) {
+        CHECK(ts[c].first == ts[3].first);
+        CHECK(tn[c].first == ts[3].first);
+      }
+      ++per_env[ts[3].first / 100];
+    }
+  }
+  CHECK(per_env[0] > 300);
+  CHECK(per_env[1] > 300);
+
+  // Positions are per stream and checked against the stream's own ring.
+  const auto p1 = memory.position(1);
+  CHECK(p1.count == 20);
+  CHECK_THROWS_AS(memory.set_position({0, 21, 0, false}, 1), Error);
+  memory.set_position(p1, 1);
+  CHECK(memory.frames() == 41);
+  CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, frames[0].make(1, 1), 2), doctest::Contains("stream"), Error);
+  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}), doctest::Contains("streams"), Error);
+}
+
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
@@ -205,6 +304,7 @@ TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);

@@ -2,6 +2,7 @@
 // hyperparameters): train, play, eval.
 //
 //   atari train --game breakout --steps 10000000 --run-dir runs/breakout
+//   atari train --game pong --envs 2 --steps 10000000 --run-dir runs/pong
 //   atari eval  --game breakout --weights runs/breakout/weights.safetensors --episodes 10 --envs 2 --json
 //   atari eval  --game pong --policy random --episodes 4 --json
 //   atari play  --game pong --weights runs/pong/weights.safetensors
@@ -86,18 +87,18 @@ envs::AtariConfig env_config(const Options& o) {
 template <env::Environment E>
 class ClipRewards {
  public:
-  explicit ClipRewards(E& env) : env_(&env) {}
-  env::FrameView reset(std::uint64_t seed) { return env_->reset(seed); }
+  explicit ClipRewards(E env) : env_(std::move(env)) {}
+  env::FrameView reset(std::uint64_t seed) { return env_.reset(seed); }
   env::StepResult step(int action) {
-    env::StepResult r = env_->step(action);
+    env::StepResult r = env_.step(action);
     r.reward = static_cast<double>((r.reward > 0) - (r.reward < 0));
     return r;
   }
-  int action_count() const { return env_->action_count(); }
-  env::FrameShape observation_shape() const { return env_->observation_shape(); }
+  int action_count() const { return env_.action_count(); }
+  env::FrameShape observation_shape() const { return env_.observation_shape(); }
 
  private:
-  E* env_;
+  E env_;
 };
 
 template <Backend B>
@@ -109,13 +110,12 @@ volatile std::sig_atomic_t interrupted = 0;
 
 template <Backend B>
 int train(const Options& o) {
-  require(o.envs == 1, "--envs ", o.envs, ": training steps one env for now (the replay memory keeps one episode "
-                       "stream); use --envs with eval and play, see docs/atari.md");
   Context<B> ctx;
   envs::Atari atari(env_config(o));
   const int actions = atari.action_count();
   fs::create_directories(o.run_dir);
-  rl::ReplayConfig replay_config{o.buffer_size, atari.observation_shape(), o.stack};
+  // One replay stream per env (the buffer is split between them).
+  rl::ReplayConfig replay_config{o.buffer_size, atari.observation_shape(), o.stack, o.envs};
   std::cout << "game " << atari.game_name() << ", " << actions << " actions; replay memory: " << o.buffer_size
             << " frames, " << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
   rl::ReplayMemory<B> replay(replay_config);
@@ -149,9 +149,7 @@ int train(const Options& o) {
                                                     {"actions", std::to_string(actions)},
                                                     {"stack", std::to_string(o.stack)},
                                                     {"network", "nature_dqn"}};
-  auto run = [&](auto& env) {
-    using Env = std::remove_reference_t<decltype(env)>;
-    rl::DqnTrainer<B, Env> trainer(env, agent, replay, trainer_config);
+  auto run = [&](auto& trainer) {
     examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
     std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
     progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
@@ -177,12 +175,25 @@ int train(const Options& o) {
     }
     if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
   };
+  // --envs N > 1: N envs on their own threads, one batched forward pass to
+  // act for all, --steps counting env steps summed over the envs.
+  auto train_on = [&](auto make_env) {
+    using Env = decltype(make_env());
+    if (o.envs == 1) {
+      Env env = make_env();
+      rl::DqnTrainer<B, Env> trainer(env, agent, replay, trainer_config);
+      run(trainer);
+    } else {
+      env::VectorEnv<Env> envs(o.envs, [&](int) { return make_env(); });
+      rl::VectorDqnTrainer<B, Env> trainer(envs, agent, replay, trainer_config);
+      run(trainer);
+    }
+  };
   std::signal(SIGINT, [](int) { interrupted = 1; });
   if (o.clip_rewards) {
-    ClipRewards<envs::Atari> clipped(atari);
-    run(clipped);
+    train_on([&] { return ClipRewards<envs::Atari>(envs::Atari(env_config(o))); });
   } else {
-    run(atari);
+    train_on([&] { return envs::Atari(env_config(o)); });
   }
   return 0;
 }

@@ -81,7 +81,19 @@ class VectorEnv {
   // fixed by (seed, i), so a run does not depend on thread timing.
   void reset(std::uint64_t seed) {
     Rng streams(seed);
-    for (auto& s : seeds_) s.reseed(streams.next_u64());
+    std::vector<std::uint64_t> stream_seeds(seeds_.size());
+    for (auto& s : stream_seeds) s = streams.next_u64();
+    reset(stream_seeds);
+  }
+
+  // Resets every env, env i drawing its episode seeds from
+  // Rng(stream_seeds[i]): for a caller that fixes each env's stream itself
+  // (the vector trainer does, so that env 0 plays the one-env trainer's
+  // episodes).
+  void reset(std::span<const std::uint64_t> stream_seeds) {
+    require(static_cast<int>(stream_seeds.size()) == size(), "VectorEnv::reset: got ", stream_seeds.size(),
+            " seed streams for ", size(), " envs");
+    for (int i = 0; i < size(); ++i) seeds_[i].reseed(stream_seeds[i]);
     run_all([this](int i) {
       current_[i] = envs_[i]->reset(seeds_[i].next_u64());
       results_[i] = VectorStepResult{};

@@ -165,6 +165,97 @@ inline EpisodeRecord episode_from_json(const nlohmann::json& j, const std::strin
   return e;
 }
 
+// A replay memory's used slots and positions. Stream 0 keeps the names and
+// keys of the one-stream format ("replay.frames", "cursor", ...), so
+// checkpoints of one stream read and write as before; stream s >= 1 adds
+// "replay.stream<s>.*" arrays and an entry of "stream_positions".
+template <Backend B>
+nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohmann::json& arrays) {
+  const auto& rc = replay.config();
+  nlohmann::json j{{"capacity", rc.capacity},
+                   {"frame", {rc.frame.height, rc.frame.width, rc.frame.channels}},
+                   {"stack", rc.stack}};
+  nlohmann::json more = nlohmann::json::array();
+  for (int s = 0; s < replay.streams(); ++s) {
+    const auto pos = replay.position(s);
+    const auto base = static_cast<std::size_t>(replay.stream_base(s));
+    const auto used = static_cast<std::uint64_t>(pos.count);
+    const std::string prefix = s == 0 ? "replay." : "replay.stream" + std::to_string(s) + ".";
+    auto array = [&](const char* what, const void* data, std::uint64_t bytes, const char* dtype) {
+      arrays[prefix + what] = out.array(prefix + what, data, bytes, dtype);
+    };
+    array("frames", replay.frame_storage().data() + base * rc.frame.bytes(), used * rc.frame.bytes(), "U8");
+    array("actions", replay.action_storage().data() + base, used * 2, "I16");
+    array("rewards", replay.reward_storage().data() + base, used * 4, "F32");
+    array("flags", replay.flag_storage().data() + base, used, "U8");
+    array("history", replay.history_storage().data() + base, used, "U8");
+    nlohmann::json p{{"cursor", pos.cursor}, {"count", pos.count}, {"transitions", pos.transitions},
+                     {"episode_open", pos.episode_open}};
+    if (s == 0) j.update(p);
+    else more.push_back(p);
+  }
+  if (replay.streams() > 1) {
+    j["streams"] = replay.streams();
+    j["stream_positions"] = more;
+  }
+  return j;
+}
+
+inline void read_array(const std::filesystem::path& dir, const nlohmann::json& arrays, const std::string& name,
+                       void* dst, std::uint64_t expected) {
+  const std::string where = (dir / "state.json").string();
+  require(arrays.contains(name), where, ": no array '", name, "'");
+  const auto& a = arrays[name];
+  const auto bytes = io::json_get<std::uint64_t>(a, "bytes", where);
+  require(bytes == expected, where, ": array '", name, "' holds ", bytes, " bytes, expected ", expected,
+          " for this configuration");
+  auto* p = static_cast<char*>(dst);
+  std::uint64_t done = 0;
+  for (const auto& chunk : a.at("chunks")) {
+    const auto data = io::read_file(dir / chunk.get<std::string>());
+    require(done + data.size() <= bytes, where, ": chunks of '", name, "' exceed its size");
+    std::memcpy(p + done, data.data(), data.size());
+    done += data.size();
+  }
+  require(done == bytes, where, ": chunks of '", name, "' hold ", done, " bytes, expected ", bytes);
+}
+
+template <Backend B>
+void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, ReplayMemory<B>& replay) {
+  const std::string where = (dir / "state.json").string();
+  const auto& jr = state.at("replay");
+  const auto& rc = replay.config();
+  const auto capacity = io::json_get<std::int64_t>(jr, "capacity", where);
+  const auto frame = io::json_get<std::vector<int>>(jr, "frame", where);
+  const auto stack = io::json_get<int>(jr, "stack", where);
+  const int streams = jr.contains("streams") ? io::json_get<int>(jr, "streams", where) : 1;
+  require(capacity == rc.capacity, where, ": the checkpoint's replay memory holds ", capacity,
+          " frames, this run is configured for ", rc.capacity, " (resume with the run's own config)");
+  require(frame == std::vector<int>{rc.frame.height, rc.frame.width, rc.frame.channels} && stack == rc.stack, where,
+          ": the checkpoint was saved for other frames or stack depth (resume with the run's own config)");
+  require(streams == rc.streams, where, ": the checkpoint's replay memory has ", streams,
+          " streams (one per env), this run has ", rc.streams, " (resume with the same number of envs)");
+  const auto& arrays = state.at("arrays");
+  for (int s = 0; s < streams; ++s) {
+    const auto& jp = s == 0 ? jr : jr.at("stream_positions").at(static_cast<std::size_t>(s - 1));
+    typename ReplayMemory<B>::Position pos;
+    pos.cursor = io::json_get<std::int64_t>(jp, "cursor", where);
+    pos.count = io::json_get<std::int64_t>(jp, "count", where);
+    pos.transitions = io::json_get<std::int64_t>(jp, "transitions", where);
+    pos.episode_open = io::json_get<bool>(jp, "episode_open", where);
+    replay.set_position(pos, s);
+    const auto base = static_cast<std::size_t>(replay.stream_base(s));
+    const auto used = static_cast<std::uint64_t>(pos.count);
+    const std::string prefix = s == 0 ? "replay." : "replay.stream" + std::to_string(s) + ".";
+    read_array(dir, arrays, prefix + "frames", replay.frame_storage().data() + base * rc.frame.bytes(),
+               used * rc.frame.bytes());
+    read_array(dir, arrays, prefix + "actions", replay.action_storage().data() + base, used * 2);
+    read_array(dir, arrays, prefix + "rewards", replay.reward_storage().data() + base, used * 4);
+    read_array(dir, arrays, prefix + "flags", replay.flag_storage().data() + base, used);
+    read_array(dir, arrays, prefix + "history", replay.history_storage().data() + base, used);
+  }
+}
+
 inline const char* epsilon_kind_name(EpsilonSchedule::Kind k) {
   return k == EpsilonSchedule::Kind::constant ? "constant" : k == EpsilonSchedule::Kind::linear ? "linear" : "exponential";
 }
@@ -309,15 +400,8 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   out.file("model.safetensors", io::encode_safetensors(model));
   out.file("training.safetensors", io::encode_safetensors(training));
 
-  const auto pos = replay.position();
-  const auto used = static_cast<std::uint64_t>(pos.count);
-  const auto& rc = replay.config();
   nlohmann::json arrays;
-  arrays["replay.frames"] = out.array("replay.frames", replay.frame_storage().data(), used * rc.frame.bytes(), "U8");
-  arrays["replay.actions"] = out.array("replay.actions", replay.action_storage().data(), used * 2, "I16");
-  arrays["replay.rewards"] = out.array("replay.rewards", replay.reward_storage().data(), used * 4, "F32");
-  arrays["replay.flags"] = out.array("replay.flags", replay.flag_storage().data(), used, "U8");
-  arrays["replay.history"] = out.array("replay.history", replay.history_storage().data(), used, "U8");
+  const nlohmann::json replay_json = detail::save_replay(out, replay, arrays);
   arrays["trainer.frame_stack"] = out.array("trainer.frame_stack", ts.frame_stack.data(), ts.frame_stack.size(), "U8");
 
   nlohmann::json recent = nlohmann::json::array();
@@ -370,14 +454,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
         {"env", "in env.rng where the environment draws numbers"},
         {"device", nullptr}}},  // no backend draws random numbers on the device
       {"env", trainer.env().save_state()},
-      {"replay",
-       {{"capacity", rc.capacity},
-        {"frame", {rc.frame.height, rc.frame.width, rc.frame.channels}},
-        {"stack", rc.stack},
-        {"cursor", pos.cursor},
-        {"count", pos.count},
-        {"transitions", pos.transitions},
-        {"episode_open", pos.episode_open}}},
+      {"replay", replay_json},
       {"arrays", arrays},
       {"config", run_config}};
   out.file("state.json", state.dump(1));
@@ -400,26 +477,6 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   return final_dir;
 }
 
-namespace detail {
-inline void read_array(const std::filesystem::path& dir, const nlohmann::json& arrays, const char* name, void* dst,
-                       std::uint64_t expected) {
-  const std::string where = (dir / "state.json").string();
-  require(arrays.contains(name), where, ": no array '", name, "'");
-  const auto& a = arrays[name];
-  const auto bytes = io::json_get<std::uint64_t>(a, "bytes", where);
-  require(bytes == expected, where, ": array '", name, "' holds ", bytes, " bytes, expected ", expected,
-          " for this configuration");
-  auto* p = static_cast<char*>(dst);
-  std::uint64_t done = 0;
-  for (const auto& chunk : a.at("chunks")) {
-    const auto data = io::read_file(dir / chunk.get<std::string>());
-    require(done + data.size() <= bytes, where, ": chunks of '", name, "' exceed its size");
-    std::memcpy(p + done, data.data(), data.size());
-    done += data.size();
-  }
-  require(done == bytes, where, ": chunks of '", name, "' hold ", done, " bytes, expected ", bytes);
-}
-}  // namespace detail
 
 // Restores `trainer` (and the agent, replay memory and environment it drives)
 // from a checkpoint directory. The trainer must have been built with the
@@ -432,15 +489,7 @@ nlohmann::json load_checkpoint(const std::filesystem::path& dir, DqnTrainer<B, E
   auto& agent = trainer.agent();
   auto& replay = trainer.replay();
 
-  const auto& jr = state.at("replay");
   const auto& rc = replay.config();
-  const auto capacity = io::json_get<std::int64_t>(jr, "capacity", where);
-  const auto frame = io::json_get<std::vector<int>>(jr, "frame", where);
-  const auto stack = io::json_get<int>(jr, "stack", where);
-  require(capacity == rc.capacity, where, ": the checkpoint's replay memory holds ", capacity,
-          " frames, this run is configured for ", rc.capacity, " (resume with the run's own config)");
-  require(frame == std::vector<int>{rc.frame.height, rc.frame.width, rc.frame.channels} && stack == rc.stack, where,
-          ": the checkpoint was saved for other frames or stack depth (resume with the run's own config)");
   const auto& ja = state.at("agent");
   const auto actions = io::json_get<int>(ja, "actions", where);
   require(actions == agent.action_count(), where, ": saved for ", actions, " actions, the agent has ",
@@ -465,19 +514,8 @@ nlohmann::json load_checkpoint(const std::filesystem::path& dir, DqnTrainer<B, E
   agent.set_updates(io::json_get<std::int64_t>(ja, "updates", where));
   agent.optimizer().set_steps(io::json_get<std::int64_t>(ja, "adam_steps", where));
 
-  typename ReplayMemory<B>::Position pos;
-  pos.cursor = io::json_get<std::int64_t>(jr, "cursor", where);
-  pos.count = io::json_get<std::int64_t>(jr, "count", where);
-  pos.transitions = io::json_get<std::int64_t>(jr, "transitions", where);
-  pos.episode_open = io::json_get<bool>(jr, "episode_open", where);
-  replay.set_position(pos);
-  const auto used = static_cast<std::uint64_t>(pos.count);
+  detail::load_replay(dir, state, replay);
   const auto& arrays = state.at("arrays");
-  detail::read_array(dir, arrays, "replay.frames", replay.frame_storage().data(), used * rc.frame.bytes());
-  detail::read_array(dir, arrays, "replay.actions", replay.action_storage().data(), used * 2);
-  detail::read_array(dir, arrays, "replay.rewards", replay.reward_storage().data(), used * 4);
-  detail::read_array(dir, arrays, "replay.flags", replay.flag_storage().data(), used);
-  detail::read_array(dir, arrays, "replay.history", replay.history_storage().data(), used);
 
   TrainerState ts;
   ts.step = io::json_get<std::int64_t>(state, "step", where);

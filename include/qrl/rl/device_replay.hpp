@@ -31,6 +31,8 @@ class DeviceReplayMemory {
     require(config.capacity < (std::int64_t{1} << 31), "device replay capacity must stay below 2^31 frames, got ",
             config.capacity);
     require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
+    require(config.streams == 1, "the device replay memory keeps one stream; got ", config.streams,
+            " (train one env, or use ReplayMemory<B> for several)");
     require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
             " channels (preprocess to gray first)");
     frame_bytes_ = config.frame.bytes();

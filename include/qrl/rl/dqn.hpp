@@ -1,5 +1,7 @@
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,8 +94,35 @@ class Dqn {
 
   // Epsilon-greedy: a uniformly random action with probability epsilon.
   int act(const std::uint8_t* state, double epsilon, Rng& rng) {
-    if (rng.uniform() < epsilon) return static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(actions_)));
-    return greedy_action(state);
+    int action = 0;
+    act_batch(state, 1, std::span<const double>(&epsilon, 1), rng, std::span<int>(&action, 1));
+    return action;
+  }
+
+  // Epsilon-greedy for `count` stacked states [count, stack, H, W] at once,
+  // state i with epsilons[i]. The draws are those of act() on each state in
+  // turn; the greedy ones share one forward pass, skipped when all explore.
+  void act_batch(const std::uint8_t* states, int count, std::span<const double> epsilons, Rng& rng,
+                 std::span<int> actions) {
+    require(static_cast<int>(epsilons.size()) == count && static_cast<int>(actions.size()) == count,
+            "Dqn::act_batch: ", count, " states need as many epsilons and actions, got ", epsilons.size(), " and ",
+            actions.size());
+    bool any_greedy = false;
+    for (int i = 0; i < count; ++i) {
+      if (rng.uniform() < epsilons[i]) {
+        actions[i] = static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(actions_)));
+      } else {
+        actions[i] = -1;
+        any_greedy = true;
+      }
+    }
+    if (!any_greedy) return;
+    const auto q = q_values(states, count);
+    for (int i = 0; i < count; ++i) {
+      if (actions[i] >= 0) continue;
+      const auto row = q.begin() + static_cast<std::ptrdiff_t>(i) * actions_;
+      actions[i] = static_cast<int>(std::max_element(row, row + actions_) - row);
+    }
   }
 
   // One gradient step on a sampled batch. Nothing is read back to the host;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <qrl/core/error.hpp>
@@ -17,6 +18,7 @@ struct ReplayConfig {
   std::int64_t capacity = 100000;  // frames (≈ transitions) kept
   env::FrameShape frame{84, 84, 1};
   int stack = 4;
+  int streams = 1;  // one per env writing to it; capacity is split between them
 };
 
 // A sampled batch in backend memory: states as stacked uint8 frames
@@ -36,6 +38,16 @@ struct ReplayBatch {
 // start the first frame is repeated (as FrameStack does while acting), so a
 // stack never mixes two episodes. A terminal/truncated next frame gets a
 // slot with no transition of its own, and the next episode starts after it.
+//
+// Streams. With N envs each env writes its own stream: the capacity is split
+// into N contiguous rings (stream s holds slots [stream_base(s),
+// stream_base(s) + stream_capacity(s)), the first capacity % N streams one
+// slot longer). A ring only ever holds consecutive frames of one env, so the
+// stacking rule above needs no change, and frames are still stored once.
+// Sampling draws uniformly over the used slots of all rings and rejects the
+// ones without a complete transition, which is uniform over all valid
+// transitions. With one stream it is the single ring it always was, draw for
+// draw.
 template <Backend B>
 class ReplayMemory {
  public:
@@ -45,7 +57,17 @@ class ReplayMemory {
     require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
     require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
             " channels (preprocess to gray first)");
+    require(config.streams >= 1 && config.capacity / config.streams >= config.stack + 2, "replay memory of ",
+            config.capacity, " frames cannot hold ", config.streams, " streams of at least stack + 2 = ",
+            config.stack + 2, " frames each (raise the capacity or use fewer envs)");
     frame_bytes_ = config.frame.bytes();
+    rings_.resize(static_cast<std::size_t>(config.streams));
+    std::int64_t base = 0;
+    for (int s = 0; s < config.streams; ++s) {
+      rings_[s].base = base;
+      rings_[s].capacity = config.capacity / config.streams + (s < config.capacity % config.streams ? 1 : 0);
+      base += rings_[s].capacity;
+    }
     const auto capacity = static_cast<std::size_t>(config.capacity);
     frames_.resize(capacity * frame_bytes_);
     actions_.resize(capacity);
@@ -55,60 +77,77 @@ class ReplayMemory {
   }
 
   // Bytes this configuration allocates, known before allocating it: a
-  // million 84x84 frames come to about 7.06 GB.
+  // million 84x84 frames come to about 7.06 GB, however many streams.
   static std::uint64_t bytes_required(const ReplayConfig& c) {
     return static_cast<std::uint64_t>(c.capacity) *
            (c.frame.bytes() + sizeof(std::int16_t) + sizeof(float) + 2 * sizeof(std::uint8_t));
   }
 
-  // The first observation of an episode (after env.reset()).
-  void begin_episode(env::FrameView first) {
-    write_frame(first, 0);
-    episode_open_ = true;
+  // The first observation of an episode (after env.reset()) of the env that
+  // writes `stream`.
+  void begin_episode(env::FrameView first, int stream = 0) {
+    Ring& r = ring(stream);
+    write_frame(r, first, 0);
+    r.episode_open = true;
   }
 
-  // The outcome of acting in the newest frame: its action, reward, flags and
-  // the next observation.
-  void add(int action, float reward, bool terminated, bool truncated, env::FrameView next) {
-    require(episode_open_, "ReplayMemory::add without an open episode: call begin_episode(first observation) after "
-                           "each reset");
+  // The outcome of acting in the newest frame of `stream`: its action,
+  // reward, flags and the next observation.
+  void add(int action, float reward, bool terminated, bool truncated, env::FrameView next, int stream = 0) {
+    Ring& r = ring(stream);
+    require(r.episode_open, "ReplayMemory::add without an open episode in stream ", stream,
+            ": call begin_episode(first observation, stream) after each reset");
     require(action >= 0 && action <= 32767, "action ", action, " out of range for the replay memory");
-    const std::int64_t current = previous(cursor_);
+    const std::int64_t current = previous(r, r.cursor);
     actions_[current] = static_cast<std::int16_t>(action);
     rewards_[current] = reward;
     flags_[current] = has_transition | (terminated ? terminal : 0);
+    ++r.transitions;
     ++transitions_;
-    write_frame(next, std::min<int>(history_[current] + 1, 255));
-    if (terminated || truncated) episode_open_ = false;
+    write_frame(r, next, std::min<int>(history_[current] + 1, 255));
+    if (terminated || truncated) r.episode_open = false;
   }
 
   std::int64_t capacity() const { return config_.capacity; }
   std::int64_t transitions() const { return transitions_; }
   std::int64_t frames() const { return count_; }
   const ReplayConfig& config() const { return config_; }
+  int streams() const { return config_.streams; }
+  std::int64_t stream_base(int stream) const { return ring(stream).base; }
+  std::int64_t stream_capacity(int stream) const { return ring(stream).capacity; }
+  std::int64_t stream_frames(int stream) const { return ring(stream).count; }
+  std::int64_t stream_transitions(int stream) const { return ring(stream).transitions; }
   bool can_sample(int batch) const { return transitions_ >= std::max(batch, 1) + config_.stack; }
 
-  // What a checkpoint needs besides the arrays: where the ring stands.
+  // What a checkpoint needs besides the arrays: where a stream's ring stands
+  // (cursor relative to the stream's first slot).
   struct Position {
     std::int64_t cursor = 0, count = 0, transitions = 0;
     bool episode_open = false;
   };
-  Position position() const { return {cursor_, count_, transitions_, episode_open_}; }
-  // Restores a position saved with the arrays below; checked against the
-  // capacity so a checkpoint of another configuration cannot be half-used.
-  void set_position(const Position& p) {
-    require(p.count >= 0 && p.count <= config_.capacity && p.cursor >= 0 && p.cursor < config_.capacity &&
-                (p.count == config_.capacity || p.cursor == p.count) && p.transitions >= 0 &&
-                p.transitions <= p.count,
-            "replay memory position (cursor ", p.cursor, ", count ", p.count, ", transitions ", p.transitions,
-            ") is impossible for capacity ", config_.capacity);
-    cursor_ = p.cursor;
-    count_ = p.count;
-    transitions_ = p.transitions;
-    episode_open_ = p.episode_open;
+  Position position(int stream = 0) const {
+    const Ring& r = ring(stream);
+    return {r.cursor, r.count, r.transitions, r.episode_open};
   }
-  // The ring's arrays, slot-indexed. Slots [0, frames()) are in use: the
-  // ring fills from slot 0 and only wraps once full.
+  // Restores a position saved with the arrays below; checked against the
+  // stream's capacity so a checkpoint of another configuration cannot be
+  // half-used.
+  void set_position(const Position& p, int stream = 0) {
+    Ring& r = ring(stream);
+    require(p.count >= 0 && p.count <= r.capacity && p.cursor >= 0 && p.cursor < r.capacity &&
+                (p.count == r.capacity || p.cursor == p.count) && p.transitions >= 0 && p.transitions <= p.count,
+            "replay memory position (cursor ", p.cursor, ", count ", p.count, ", transitions ", p.transitions,
+            ") is impossible for stream ", stream, " of capacity ", r.capacity);
+    count_ += p.count - r.count;
+    transitions_ += p.transitions - r.transitions;
+    r.cursor = p.cursor;
+    r.count = p.count;
+    r.transitions = p.transitions;
+    r.episode_open = p.episode_open;
+  }
+  // The rings' arrays, slot-indexed. In stream s, slots [stream_base(s),
+  // stream_base(s) + stream_frames(s)) are in use: a ring fills from its
+  // first slot and only wraps once full.
   std::span<std::uint8_t> frame_storage() { return frames_; }
   std::span<std::int16_t> action_storage() { return actions_; }
   std::span<float> reward_storage() { return rewards_; }
@@ -127,9 +166,9 @@ class ReplayMemory {
     staging_terminated_.resize(batch);
     const std::size_t state_bytes = frame_bytes_ * config_.stack;
     for (int i = 0; i < batch; ++i) {
-      const std::int64_t slot = draw_valid_slot(rng);
-      gather_state(slot, staging_states_.data() + i * state_bytes);
-      gather_state(next(slot), staging_next_.data() + i * state_bytes);
+      const auto [r, slot] = draw_valid_slot(rng);
+      gather_state(*r, slot, staging_states_.data() + i * state_bytes);
+      gather_state(*r, next(*r, slot), staging_next_.data() + i * state_bytes);
       staging_actions_[i] = actions_[slot];
       staging_rewards_[i] = rewards_[slot];
       staging_terminated_[i] = (flags_[slot] & terminal) ? 1.0f : 0.0f;
@@ -146,17 +185,28 @@ class ReplayMemory {
     upload<B, float>(ctx, staging_terminated_, out.terminated);
   }
 
-  // The stacked state [stack, H, W] of the k-th oldest stored frame, for tests
-  // and inspection. Returns false if that slot holds no complete transition.
+  // The stacked state [stack, H, W] of the k-th oldest stored frame (of
+  // stream 0, then stream 1, ...), for tests and inspection. Returns false if
+  // that slot holds no complete transition.
   bool transition_at(std::int64_t k, std::vector<std::uint8_t>& state, std::vector<std::uint8_t>& next_state,
                      int& action, float& reward, bool& terminated) const {
     require(k >= 0 && k < count_, "transition index ", k, " outside [0, ", count_, ")");
-    const std::int64_t slot = (oldest() + k) % config_.capacity;
+    int stream = 0;
+    while (k >= rings_[stream].count) k -= rings_[stream++].count;
+    return transition_at(stream, k, state, next_state, action, reward, terminated);
+  }
+
+  // The same for the k-th oldest stored frame of one stream.
+  bool transition_at(int stream, std::int64_t k, std::vector<std::uint8_t>& state,
+                     std::vector<std::uint8_t>& next_state, int& action, float& reward, bool& terminated) const {
+    const Ring& r = ring(stream);
+    require(k >= 0 && k < r.count, "transition index ", k, " outside [0, ", r.count, ") of stream ", stream);
+    const std::int64_t slot = r.base + (oldest(r) + k) % r.capacity;
     if (!valid(slot, k)) return false;
     state.resize(frame_bytes_ * config_.stack);
     next_state.resize(state.size());
-    gather_state(slot, state.data());
-    gather_state(next(slot), next_state.data());
+    gather_state(r, slot, state.data());
+    gather_state(r, next(r, slot), next_state.data());
     action = actions_[slot];
     reward = rewards_[slot];
     terminated = flags_[slot] & terminal;
@@ -167,20 +217,43 @@ class ReplayMemory {
   static constexpr std::uint8_t has_transition = 1;
   static constexpr std::uint8_t terminal = 2;
 
-  std::int64_t next(std::int64_t slot) const { return slot + 1 == config_.capacity ? 0 : slot + 1; }
-  std::int64_t previous(std::int64_t slot) const { return slot == 0 ? config_.capacity - 1 : slot - 1; }
-  std::int64_t oldest() const { return (cursor_ - count_ + config_.capacity) % config_.capacity; }
+  // One stream's ring: slots [base, base + capacity); cursor and the oldest
+  // frame are relative to base.
+  struct Ring {
+    std::int64_t base = 0, capacity = 0, cursor = 0, count = 0, transitions = 0;
+    bool episode_open = false;
+  };
 
-  void write_frame(env::FrameView frame, int history) {
+  Ring& ring(int stream) {
+    require(stream >= 0 && stream < config_.streams, "replay stream ", stream, " outside [0, ", config_.streams, ")");
+    return rings_[stream];
+  }
+  const Ring& ring(int stream) const { return const_cast<ReplayMemory*>(this)->ring(stream); }
+
+  // Absolute slot after / before `slot` in ring r.
+  static std::int64_t next(const Ring& r, std::int64_t slot) { return slot + 1 == r.base + r.capacity ? r.base : slot + 1; }
+  static std::int64_t previous(const Ring& r, std::int64_t cursor) {
+    return r.base + (cursor == 0 ? r.capacity - 1 : cursor - 1);
+  }
+  static std::int64_t oldest(const Ring& r) { return (r.cursor - r.count + r.capacity) % r.capacity; }
+
+  void write_frame(Ring& r, env::FrameView frame, int history) {
     require(frame.pixels != nullptr && frame.shape == config_.frame, "replay memory got a ", frame.shape.height, "x",
             frame.shape.width, "x", frame.shape.channels, " frame, configured for ", config_.frame.height, "x",
             config_.frame.width, "x", config_.frame.channels);
-    if (count_ == config_.capacity && (flags_[cursor_] & has_transition)) --transitions_;
-    std::memcpy(frames_.data() + cursor_ * frame_bytes_, frame.pixels, frame_bytes_);
-    flags_[cursor_] = 0;
-    history_[cursor_] = static_cast<std::uint8_t>(history);
-    cursor_ = next(cursor_);
-    count_ = std::min(count_ + 1, config_.capacity);
+    const std::int64_t slot = r.base + r.cursor;
+    if (r.count == r.capacity && (flags_[slot] & has_transition)) {
+      --r.transitions;
+      --transitions_;
+    }
+    std::memcpy(frames_.data() + slot * frame_bytes_, frame.pixels, frame_bytes_);
+    flags_[slot] = 0;
+    history_[slot] = static_cast<std::uint8_t>(history);
+    r.cursor = r.cursor + 1 == r.capacity ? 0 : r.cursor + 1;
+    if (r.count < r.capacity) {
+      ++r.count;
+      ++count_;
+    }
   }
 
   // A transition is usable when the frames its state needs are still stored:
@@ -190,19 +263,23 @@ class ReplayMemory {
     return age_rank >= std::min<std::int64_t>(history_[slot], config_.stack - 1);
   }
 
-  std::int64_t draw_valid_slot(Rng& rng) const {
+  // One draw over the used slots of all rings (ring by ring), so every
+  // stored frame is equally likely; rejected until it holds a transition.
+  std::pair<const Ring*, std::int64_t> draw_valid_slot(Rng& rng) const {
     for (;;) {
-      const auto k = static_cast<std::int64_t>(rng.uniform_index(static_cast<std::uint64_t>(count_)));
-      const std::int64_t slot = (oldest() + k) % config_.capacity;
-      if (valid(slot, k)) return slot;
+      auto k = static_cast<std::int64_t>(rng.uniform_index(static_cast<std::uint64_t>(count_)));
+      const Ring* r = rings_.data();
+      while (k >= r->count) k -= (r++)->count;
+      const std::int64_t slot = r->base + (oldest(*r) + k) % r->capacity;
+      if (valid(slot, k)) return {r, slot};
     }
   }
 
-  void gather_state(std::int64_t slot, std::uint8_t* out) const {
+  void gather_state(const Ring& r, std::int64_t slot, std::uint8_t* out) const {
     const int reach = std::min<int>(history_[slot], config_.stack - 1);
     for (int c = 0; c < config_.stack; ++c) {
       const int back = std::min(config_.stack - 1 - c, reach);
-      const std::int64_t source = (slot - back + config_.capacity) % config_.capacity;
+      const std::int64_t source = r.base + (slot - r.base - back + r.capacity) % r.capacity;
       std::memcpy(out + c * frame_bytes_, frames_.data() + source * frame_bytes_, frame_bytes_);
     }
   }
@@ -213,8 +290,8 @@ class ReplayMemory {
   std::vector<std::int16_t> actions_;
   std::vector<float> rewards_;
   std::vector<std::uint8_t> flags_, history_;
-  std::int64_t cursor_ = 0, count_ = 0, transitions_ = 0;
-  bool episode_open_ = false;
+  std::vector<Ring> rings_;
+  std::int64_t count_ = 0, transitions_ = 0;  // summed over the rings
   std::vector<std::uint8_t> staging_states_, staging_next_;
   std::vector<std::int32_t> staging_actions_;
   std::vector<float> staging_rewards_, staging_terminated_;
