@@ -222,12 +222,15 @@ int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOption
   // A resumed run stays in its own directory, wherever it was moved to.
   const fs::path run_dir = o.resume.empty() ? fs::path(o.run_dir) : resume_run_dir(o.resume);
   const fs::path checkpoints = run_dir / "checkpoints";
+  // Before anything is created: a mistyped --resume must not leave an empty
+  // run directory behind.
+  const fs::path resume_from = o.resume.empty() ? fs::path() : resolve_resume(o.resume);
   fs::create_directories(run_dir);
   const nlohmann::json run_config{{"toml", config_toml}};
 
   bool resumed = false;
   if (!o.resume.empty()) {
-    const auto ck = resolve_resume(o.resume);
+    const fs::path& ck = resume_from;
     const nlohmann::json state = rl::load_checkpoint(ck, trainer, ctx);
     resumed = true;
     std::cout << "resumed from " << ck.string() << " at step " << trainer.step() << " (" << trainer.episodes()
