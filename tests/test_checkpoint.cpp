@@ -30,7 +30,83 @@ envs::FlappyBird tiny_flappy() {
   return envs::FlappyBird(c);
 }
 
+// Catch as an env whose state cannot be saved (like a browser game): no
+// save_state(), a score() of the running episode.
+class CatchWithoutState {
+ public:
+  explicit CatchWithoutState(int size) : game_(size) {}
+  env::FrameView reset(std::uint64_t seed) {
+    steps_ = 0;
+    return game_.reset(seed);
+  }
+  env::StepResult step(int action) {
+    ++steps_;
+    return game_.step(action);
+  }
+  int action_count() const { return game_.action_count(); }
+  env::FrameShape observation_shape() const { return game_.observation_shape(); }
+  double score() const { return 100.0 + steps_; }  // recognisable in the closed episode's record
+
+ private:
+  envs::Catch game_;
+  int steps_ = 0;
+};
+static_assert(!rl::CheckpointableEnvironment<CatchWithoutState>);
+
 }  // namespace
+
+TEST_CASE("an env without save_state: the learner resumes exactly, the interrupted episode ends as truncated") {
+  TempDir dir("nostate");
+  Setup<CatchWithoutState> first(CatchWithoutState(8), 8, 3, 300);
+  first.trainer.run(200);
+  while (!first.trainer.state().in_episode || first.trainer.state().episode_length < 2)
+    first.trainer.run(first.trainer.step() + 1);
+  const auto before = first.trainer.state();
+  const auto saved = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
+  const auto state = rl::verify_checkpoint(saved);
+  CHECK(state["env"]["exact"] == false);
+  CHECK(state["env"]["score"].get<double>() == 100.0 + static_cast<double>(before.episode_length));
+
+  Setup<CatchWithoutState> resumed(CatchWithoutState(8), 8, 99, 300);
+  const auto loaded = rl::load_checkpoint(saved, resumed.trainer, resumed.ctx);
+  const auto ta = qrl::test::all_tensors(first.ctx, first.agent), tb = qrl::test::all_tensors(resumed.ctx, resumed.agent);
+  REQUIRE(ta.size() == tb.size());
+  for (std::size_t i = 0; i < ta.size(); ++i)
+    CHECK(std::memcmp(ta[i].data(), tb[i].data(), ta[i].size() * sizeof(float)) == 0);
+  CHECK(resumed.agent.updates() == first.agent.updates());
+  CHECK(resumed.agent.updates() > 50);
+  const auto after = resumed.trainer.state();
+  CHECK(after.step == before.step);
+  CHECK(after.exploration == before.exploration);
+  CHECK(after.sampling == before.sampling);
+  CHECK(after.episode_seeds == before.episode_seeds);
+  REQUIRE(resumed.replay.frames() == first.replay.frames());
+  CHECK(resumed.replay.transitions() == first.replay.transitions());
+
+  CHECK_FALSE(after.in_episode);
+  CHECK(after.episodes == before.episodes + 1);
+  REQUIRE(loaded.contains("interrupted_episode"));
+  const auto& closed = after.recent.back();
+  CHECK(closed.index == before.episodes);
+  CHECK(closed.truncated);
+  CHECK(closed.end_step == before.step);
+  CHECK(closed.length == before.episode_length);
+  CHECK(closed.episode_return == before.episode_return);
+  CHECK(closed.score == 100.0 + static_cast<double>(before.episode_length));
+  CHECK(static_cast<int>(after.recent.size()) <= resumed.trainer.config().score_window);
+  CHECK_FALSE(resumed.replay.position().episode_open);
+
+  // The next step starts a fresh episode: its first frame, then one per step.
+  resumed.trainer.run(before.step + 1);
+  CHECK(resumed.trainer.state().in_episode);
+  CHECK(resumed.trainer.state().episode_length == 1);
+  CHECK(resumed.replay.frames() == first.replay.frames() + 2);
+
+  // A checkpoint without env state cannot feed an env that expects one.
+  Setup<envs::Catch> exact(envs::Catch(8), 8, 3, 300);
+  CHECK_THROWS_WITH_AS(rl::load_checkpoint(saved, exact.trainer, exact.ctx),
+                       doctest::Contains("saved from an environment without save_state()"), Error);
+}
 
 TEST_CASE("exact resume on Catch: N steps straight == N/2, checkpoint, fresh process state, N/2") {
   // Capacity 300 < 1000 steps: the ring wraps before and after the save.

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -216,7 +217,9 @@ inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) 
 // Runs (or resumes) training to o.steps with checkpoints, logs and plots in
 // o.run_dir. `config_toml` is the resolved configuration (written to
 // RUN_DIR/config.toml and into each checkpoint).
-template <Backend B, rl::CheckpointableEnvironment E>
+// An env without save_state() (Dino: the game lives in a browser) resumes
+// inexactly: see rl::load_checkpoint and docs/runs.md.
+template <Backend B, env::Environment E>
 int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOptions& o, const std::string& config_toml) {
   namespace fs = std::filesystem;
   // A resumed run stays in its own directory, wherever it was moved to.
@@ -229,14 +232,25 @@ int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOption
   const nlohmann::json run_config{{"toml", config_toml}};
 
   bool resumed = false;
+  std::optional<rl::EpisodeRecord> interrupted_episode;
   if (!o.resume.empty()) {
     const fs::path& ck = resume_from;
     const nlohmann::json state = rl::load_checkpoint(ck, trainer, ctx);
     resumed = true;
     std::cout << "resumed from " << ck.string() << " at step " << trainer.step() << " (" << trainer.episodes()
               << " episodes, epsilon " << state.at("epsilon").at("value_at_step").get<double>() << ")" << std::endl;
+    if (state.contains("interrupted_episode")) {
+      interrupted_episode = rl::detail::episode_from_json(state["interrupted_episode"], ck.string());
+      std::cout << "this environment cannot restore a game in progress: episode " << interrupted_episode->index
+                << " ends here as truncated after " << interrupted_episode->length
+                << " steps, and a fresh one begins (docs/runs.md)" << std::endl;
+    }
     const double step = static_cast<double>(trainer.step());
-    truncate_csv_after(run_dir / "episodes.csv", 1, step);
+    // An interrupted episode ends at `step` and is rewritten below; dropping
+    // such a row too keeps a second resume from the same checkpoint from
+    // listing it twice (no other episode can end at the step of a save that
+    // interrupted one).
+    truncate_csv_after(run_dir / "episodes.csv", 1, interrupted_episode ? step - 0.5 : step);
     truncate_csv_after(run_dir / "progress.csv", 0, step);
     truncate_csv_after(run_dir / "q_values.csv", 0, step);
   }
@@ -265,6 +279,13 @@ int run_training(Context<B>& ctx, rl::DqnTrainer<B, E>& trainer, const RunOption
   std::ofstream q_csv(run_dir / "q_values.csv", q_exists ? std::ios::app : std::ios::trunc);
   if (!q_exists) q_csv << "step,mean_q,mean_loss,updates\n";
   log::TensorBoardWriter tb(run_dir / "tb");
+  if (interrupted_episode) {
+    episodes.write(*interrupted_episode);
+    tb.add_scalar("charts/episodic_return", interrupted_episode->episode_return, interrupted_episode->end_step);
+    tb.add_scalar("charts/episodic_length", static_cast<double>(interrupted_episode->length),
+                  interrupted_episode->end_step);
+    tb.add_scalar("charts/score", interrupted_episode->score, interrupted_episode->end_step);
+  }
 
   // Per 1000 env steps: mean Q and loss over the updates in that block.
   double q_sum = 0, loss_sum = 0;
