@@ -36,6 +36,19 @@ assert s["scores"][0] == s["scores"][1] > 0, s   # no-op: the first obstacle, sa
 assert s["mean_score"] == sum(s["scores"]) / 2 and s["max_score"] == max(s["scores"]), s
 ' || fail "eval --json summary is wrong: $(tail -n 1 "$work/noop.txt")"
 
+# Episodes spread over 2 browsers: the same scores, in seed order, as with one.
+for n in 1 2; do
+  "$dino" eval --policy random --episodes 3 --seed 5 --max-steps 300 --capture canvas --browsers $n --json \
+    >"$work/random$n.txt" 2>"$work/random$n.err" || fail "eval --browsers $n failed: $(cat "$work/random$n.err")"
+done
+tail -n 1 "$work/random1.txt" | python3 -c '
+import json, sys
+s = json.loads(sys.stdin.read())
+assert len(set(s["scores"])) > 1, s   # seeds and actions tell the episodes apart (42, 42, 43 on Chromium 156)
+' || fail "eval --browsers 1 scores do not depend on the seed: $(tail -n 1 "$work/random1.txt")"
+[ "$(tail -n 1 "$work/random1.txt")" = "$(tail -n 1 "$work/random2.txt")" ] ||
+  fail "eval --browsers 2 differs from --browsers 1: $(tail -n 1 "$work/random1.txt") vs $(tail -n 1 "$work/random2.txt")"
+
 "$dino" train --steps 300 --learning-starts 100 --buffer-size 1000 --progress-interval 150 --capture canvas \
   --actions 2 --run-dir "$work/run" >"$work/train.txt" 2>&1 || fail "train failed: $(tail -n 5 "$work/train.txt")"
 grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"

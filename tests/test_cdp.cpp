@@ -3,7 +3,9 @@
 
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -231,6 +233,22 @@ TEST_CASE("Chromium: a SIGKILLed parent leaves no browser and no profile behind"
   int status = 0;
   ::waitpid(child, &status, 0);
   CHECK(eventually([&] { return live_processes(browser, dir).empty() && !std::filesystem::exists(dir); }));
+}
+
+TEST_CASE("Chromium: a browser launched on a thread that has ended lives on until its supervisor goes") {
+  // PR_SET_PDEATHSIG fires when the launching *thread* exits; the guardian
+  // must tell that apart from the death of our process.
+  std::unique_ptr<ChromiumProcess> chrome;
+  std::thread([&] { chrome = std::make_unique<ChromiumProcess>(quiet()); }).join();
+  const std::string dir = chrome->profile_dir();
+  const int browser = chrome->browser_pid();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(chrome->alive());
+  CdpClient client(chrome->ws_url());
+  CHECK(client.call("Browser.getVersion")["product"].get<std::string>().find("Chrome") != std::string::npos);
+  chrome.reset();
+  CHECK_FALSE(std::filesystem::exists(dir));
+  CHECK(eventually([&] { return live_processes(browser, dir).empty(); }));
 }
 
 TEST_CASE("Chromium: a missing executable and an unreachable endpoint give one clear error each") {

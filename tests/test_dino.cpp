@@ -9,7 +9,11 @@
 #include <thread>
 #include <vector>
 
+#include <filesystem>
+
 #include <qrl/cdp/chromium.hpp>
+#include <qrl/core/rng.hpp>
+#include <qrl/env/vector_env.hpp>
 #include <qrl/envs/dino.hpp>
 
 #include "browser_support.hpp"
@@ -208,6 +212,87 @@ TEST_CASE("Dino: a browser killed mid-episode truncates the episode and the next
   while (!s.terminated && steps < 1000) s = env.step(Dino::kNoop), ++steps;
   CHECK(s.terminated);
   CHECK(s.info.score > 0);
+}
+
+TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single envs - autoreset keeps them apart") {
+  // What one env step recorded: the frame it returned and its outcome.
+  struct Step {
+    std::vector<std::uint8_t> frame;
+    double reward = 0, score = 0;
+    bool terminated = false;
+  };
+  // Env 1 jumps now and then, env 0 never: different actions, different seeds.
+  auto action_of = [](int env, int t) { return env == 1 && t % 29 == 7 ? Dino::kJump : Dino::kNoop; };
+  constexpr int kEnvs = 2;
+  constexpr int kAfterReset = 5;  // steps recorded in each env's second episode
+  std::vector<std::vector<std::uint8_t>> first(kEnvs), second_first(kEnvs);
+  std::vector<std::vector<Step>> episode1(kEnvs), episode2(kEnvs);
+  std::vector<std::string> dirs;
+  std::vector<int> browsers;
+  {
+    env::VectorEnv<Dino> vec(kEnvs, [](int) { return Dino({}, quiet(CaptureMode::Canvas)); });
+    for (int i = 0; i < kEnvs; ++i) {
+      dirs.push_back(vec.env(i).chromium()->profile_dir());
+      browsers.push_back(vec.env(i).chromium()->browser_pid());
+    }
+    CHECK(dirs[0] != dirs[1]);
+    vec.reset(7);
+    for (int i = 0; i < kEnvs; ++i) first[i] = bytes_of(vec.observation(i));
+    std::vector<int> t(kEnvs, 0), resets(kEnvs, 0);
+    for (int n = 0; n < 400; ++n) {
+      std::vector<int> actions(kEnvs);
+      for (int i = 0; i < kEnvs; ++i) actions[i] = action_of(i, t[i]);
+      const auto results = vec.step(actions);
+      bool all_done = true;
+      for (int i = 0; i < kEnvs; ++i) {
+        const auto& r = results[i].result;
+        if (resets[i] < 2) {
+          auto& episode = resets[i] == 0 ? episode1[i] : episode2[i];
+          episode.push_back({bytes_of(r.observation), r.reward, r.info.score, r.terminated});
+        }
+        ++t[i];
+        if (results[i].autoreset) {
+          // The rule: the step's own result is its episode's last (a crash),
+          // and the env already shows the next episode's first frame.
+          CHECK(r.terminated);
+          CHECK(r.reward == -1.0);
+          ++resets[i];
+          t[i] = 0;
+          if (resets[i] == 1) second_first[i] = bytes_of(vec.observation(i));
+          CHECK(bytes_of(vec.observation(i)) != bytes_of(r.observation));
+        }
+        if (resets[i] == 1 && t[i] == kAfterReset) ++resets[i];  // stop recording
+        all_done = all_done && resets[i] >= 2;
+      }
+      if (all_done) break;
+    }
+    for (int i = 0; i < kEnvs; ++i) REQUIRE(episode2[i].size() == kAfterReset);
+    CHECK(episode1[0].size() != episode1[1].size());  // the envs did not run in step
+  }
+  // No browser and no profile outlive the vector env.
+  for (int i = 0; i < kEnvs; ++i) {
+    CHECK_FALSE(std::filesystem::exists(dirs[i]));
+    CHECK(test::eventually([&] { return test::live_processes(browsers[i], dirs[i]).empty(); }));
+  }
+  // Env i's k-th episode has the k-th seed of its own stream, fixed by (seed, i).
+  Dino single({}, quiet(CaptureMode::Canvas));
+  Rng streams(7);
+  for (int i = 0; i < kEnvs; ++i) {
+    Rng seeds(streams.next_u64());
+    auto replay = [&](std::uint64_t seed, const std::vector<std::uint8_t>& start, const std::vector<Step>& steps) {
+      CHECK(bytes_of(single.reset(seed)) == start);
+      for (std::size_t k = 0; k < steps.size(); ++k) {
+        const auto r = single.step(action_of(i, static_cast<int>(k)));
+        CHECK(bytes_of(r.observation) == steps[k].frame);
+        CHECK(r.reward == steps[k].reward);
+        CHECK(r.info.score == steps[k].score);
+        CHECK(r.terminated == steps[k].terminated);
+      }
+    };
+    replay(seeds.next_u64(), first[i], episode1[i]);
+    CHECK(episode1[i].back().terminated);
+    replay(seeds.next_u64(), second_first[i], episode2[i]);
+  }
 }
 
 TEST_CASE("Canvas game: attach to a running browser with --cdp") {

@@ -4,13 +4,19 @@
 //   dino train --steps 200000 --run-dir runs/dino
 //   dino eval  --weights runs/dino/weights.safetensors --episodes 10 --json
 //   dino eval  --policy noop --episodes 3 --json
+//   dino eval  --policy random --episodes 8 --browsers 2 --json
 //   dino play  --weights runs/dino/weights.safetensors --headful
 //   dino eval  --game-config envs/dino/games/dino.toml --policy random --capture canvas
+#include <atomic>
 #include <csignal>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <qrl/envs/dino.hpp>
 #include <qrl/nn/serialize.hpp>
@@ -63,6 +69,7 @@ struct Options {
   std::string policy = "agent";
   bool json = false;
   std::int64_t max_steps = 5000;
+  int browsers = 1;
 };
 
 // The game first (a bad file fails before any browser starts), then the browser.
@@ -177,7 +184,11 @@ int train(const Options& o) {
   return 0;
 }
 
-// Plays `episodes` seeded episodes with the greedy agent, random or no-op actions.
+// Plays `episodes` seeded episodes with the greedy agent, random or no-op
+// actions, spread over `--browsers` envs. Episode k always has seed --seed + k
+// and its own action stream, and each episode reloads the page, so which
+// browser plays it does not matter: the scores, listed in seed order, are the
+// same for any number of browsers.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
@@ -193,30 +204,56 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     agent = std::make_unique<rl::Dqn<B>>(
         ctx, std::move(net), Shape{o.stack, game.observation_height, game.observation_width}, actions, config);
   }
-  auto env = make_env(o, o.max_steps);
-  rl::FrameStack stack(env->observation_shape(), o.stack);
-  Rng random(o.seed ^ 0xa5a5a5a5ULL);
-  examples::EvalSummary summary{o.policy, o.seed, {}, {}};
-  for (int e = 0; e < o.episodes; ++e) {
-    stack.reset(env->reset(o.seed + static_cast<std::uint64_t>(e)));
-    double episode_return = 0;
-    env::StepResult r;
-    do {
-      int action = 0;
-      if (o.policy == "random") action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
-      if (o.policy == "agent") action = agent->greedy_action(stack.data());
-      r = env->step(action);
-      stack.push(r.observation);
-      episode_return += r.reward;
-    } while (!r.terminated && !r.truncated);
-    summary.scores.push_back(r.info.score);
-    summary.returns.push_back(episode_return);
-    if (verbose)
-      std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << o.seed + e << ": score " << r.info.score
-                << (r.truncated ? " (truncated)" : "") << ", return " << episode_return << ", frames "
-                << r.info.episode_frame << std::endl;
-  }
-  return summary;
+  const int browsers = std::min(o.browsers, o.episodes);
+  std::vector<double> scores(static_cast<std::size_t>(o.episodes)), returns(scores.size());
+  std::atomic<int> next_episode{0};
+  std::atomic<bool> failed{false};
+  std::mutex agent_mutex, print_mutex;  // the network's buffers are shared; lines stay whole
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(browsers));
+  // One thread per browser: it launches its env (in parallel with the
+  // others) and plays whichever episode is next until none is left.
+  auto play_episodes = [&](int b) {
+    try {
+      auto env = make_env(o, o.max_steps);
+      rl::FrameStack stack(env->observation_shape(), o.stack);
+      for (int e; !failed && (e = next_episode++) < o.episodes;) {
+        const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(e);
+        Rng random((o.seed ^ 0xa5a5a5a5ULL) + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(e));
+        stack.reset(env->reset(seed));
+        double episode_return = 0;
+        env::StepResult r;
+        do {
+          int action = 0;
+          if (o.policy == "random") action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
+          if (o.policy == "agent") {
+            std::lock_guard lock(agent_mutex);
+            action = agent->greedy_action(stack.data());
+          }
+          r = env->step(action);
+          stack.push(r.observation);
+          episode_return += r.reward;
+        } while (!r.terminated && !r.truncated);
+        scores[static_cast<std::size_t>(e)] = r.info.score;
+        returns[static_cast<std::size_t>(e)] = episode_return;
+        if (verbose) {
+          std::lock_guard lock(print_mutex);
+          std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << seed << ": score " << r.info.score
+                    << (r.truncated ? " (truncated)" : "") << ", return " << episode_return << ", frames "
+                    << r.info.episode_frame << (browsers > 1 ? ", browser " + std::to_string(b) : "") << std::endl;
+        }
+      }
+    } catch (...) {
+      errors[static_cast<std::size_t>(b)] = std::current_exception();
+      failed = true;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int b = 1; b < browsers; ++b) threads.emplace_back(play_episodes, b);
+  play_episodes(0);
+  for (auto& t : threads) t.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+  return examples::EvalSummary{o.policy, o.seed, scores, returns};
 }
 
 template <Backend B>
@@ -285,6 +322,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
+    cmd->add_option("--browsers", o.browsers, "Browsers playing episodes at once (scores do not depend on it)")->check(CLI::Range(1, 64))->capture_default_str();
     cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");

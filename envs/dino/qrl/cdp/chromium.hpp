@@ -4,11 +4,16 @@
 // from DevToolsActivePort, and no browser or profile that outlives us.
 //
 // Process tree:  this process
-//                  └─ guardian (own process group; PR_SET_PDEATHSIG=SIGTERM)
+//                  └─ guardian (own process group; PR_SET_PDEATHSIG=SIGUSR1)
 //                       └─ chromium (own process group; PR_SET_PDEATHSIG=SIGKILL) + its helpers
 // The guardian exists because a SIGKILLed parent runs no destructor: when we
 // die, the kernel signals the guardian, which kills Chromium's whole process
 // group, waits for it, and then execs `rm -rf` on the profile directory.
+// The kernel sends the death signal when the *thread* that forked exits, and
+// then hands the child to another live thread of the same process. So the
+// signal alone does not mean we are gone: the guardian checks getppid() and
+// keeps the browser while our process lives. A browser launched on a short-
+// lived thread therefore lives as long as its ChromiumProcess (tested).
 // Between fork and exec the guardian uses only async-signal-safe calls, so
 // launching from a multi-threaded program is safe.
 #include <fcntl.h>
@@ -218,8 +223,11 @@ class ChromiumProcess {
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     ::sigprocmask(SIG_BLOCK, &set, nullptr);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // Not SIGTERM: that one is shutdown()'s request, always obeyed, while the
+    // death signal may only mean that the launching thread ended (header).
+    ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
     if (::getppid() != parent) ::execv(rm_argv[0], rm_argv);  // parent already gone
     const pid_t guardian = ::getpid();
     const pid_t browser = ::fork();
@@ -250,7 +258,9 @@ class ChromiumProcess {
           if (r == browser) break;  // Chromium exited by itself
           continue;
         }
-        break;  // SIGTERM (asked, or parent died), SIGHUP, SIGINT
+        // Reparented to another thread of our parent: it still runs.
+        if (sig == SIGUSR1 && ::getppid() == parent) continue;
+        break;  // SIGTERM (asked), SIGUSR1 (parent died), SIGHUP, SIGINT
       }
       // The whole group: Chromium's zygote, renderer and GPU processes too.
       ::kill(-browser, SIGKILL);

@@ -322,9 +322,12 @@ class CdpClient {
     std::string session_id;
   };
 
+  // Each tab gets a window of its own: headless Chromium composites only the
+  // front tab of a window, so Page.captureScreenshot in a second tab of the
+  // same window never answers (measured: N envs as N tabs of one browser).
   Tab open_tab(const std::string& url = "about:blank") {
     Tab tab;
-    tab.target_id = call("Target.createTarget", {{"url", url}})["targetId"].get<std::string>();
+    tab.target_id = call("Target.createTarget", {{"url", url}, {"newWindow", true}})["targetId"].get<std::string>();
     tab.session_id =
         call("Target.attachToTarget", {{"targetId", tab.target_id}, {"flatten", true}})["sessionId"].get<std::string>();
     return tab;

@@ -368,6 +368,10 @@ class CanvasGame {
 
   CanvasGame(const CanvasGame&) = delete;
   CanvasGame& operator=(const CanvasGame&) = delete;
+  // Movable, so env::VectorEnv can hold envs built by a factory. The
+  // moved-from env owns nothing (its client_ is null, so it closes no tab).
+  CanvasGame(CanvasGame&&) = default;
+  CanvasGame& operator=(CanvasGame&&) = delete;
 
   ~CanvasGame() {
     if (client_ && owned_tab_ && !chromium_) {
