@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks of examples/atari as a user meets it: bad input gives one clear
 # error line and a non-zero exit; eval --json on parallel envs ends with a
-# parseable summary; train (one env and two) writes weights that eval loads.
+# parseable summary; train (one env and two) writes weights that eval loads;
+# a run stopped with --stop-after and continued with --resume ends with the
+# same weights, byte for byte, as one straight run; play --gif writes the RGB screen.
 #   tests/cli_atari.sh path/to/atari scratch-dir
 set -u
 atari=$1
@@ -34,11 +36,16 @@ assert all(-21 <= x <= 21 for x in s["scores"]), s
 assert s["mean_score"] == sum(s["scores"]) / 3 and s["max_score"] == max(s["scores"]), s
 ' || fail "eval --json summary is wrong: $(tail -n 1 "$work/random.txt")"
 
-"$atari" train --game pong --steps 300 --learning-starts 260 --buffer-size 1000 --batch-size 8 \
-  --progress-interval 150 --save-interval 300 --run-dir "$work/run" >"$work/train.txt" 2>&1 ||
+train_args=(--game pong --steps 300 --learning-starts 260 --buffer-size 1000 --batch-size 8 --progress-interval 150
+            --checkpoint-interval 150 --record off)
+"$atari" train "${train_args[@]}" --run-dir "$work/run" >"$work/train.txt" 2>&1 ||
   fail "train failed: $(tail -n 5 "$work/train.txt")"
 [ -s "$work/run/weights.safetensors" ] || fail "train wrote no weights"
 [ "$(wc -l <"$work/run/progress.csv")" -eq 3 ] || fail "progress.csv should hold a header and 2 rows"
+[ -f "$work/run/checkpoints/step_000000000300/COMPLETE" ] || fail "no complete checkpoint at step 300"
+grep -q '^train.game="pong"$' "$work/run/config.toml" || fail "config.toml lacks train.game: $(cat "$work/run/config.toml")"
+grep -q '^train.steps=300$' "$work/run/config.toml" || fail "config.toml lacks train.steps=300"
+[ -s "$work/run/tb/"events.out.tfevents.* ] || fail "no TensorBoard event file in run/tb"
 "$atari" eval --game pong --weights "$work/run/weights.safetensors" --episodes 2 --envs 2 --max-episode-steps 40 \
   --json >"$work/agent.txt" || fail "eval of trained weights failed: $(cat "$work/agent.txt")"
 tail -n 1 "$work/agent.txt" | python3 -c 'import json, sys; s = json.loads(sys.stdin.read()); assert s["episodes"] == 2, s' ||
@@ -51,6 +58,53 @@ tail -n 1 "$work/agent.txt" | python3 -c 'import json, sys; s = json.loads(sys.s
 [ "$(wc -l <"$work/run2/progress.csv")" -eq 3 ] || fail "train --envs 2: progress.csv should hold a header and 2 rows"
 tail -n 1 "$work/run2/progress.csv" | grep -q '^300,' || fail "train --envs 2 should end at step 300: $(tail -n 1 "$work/run2/progress.csv")"
 expect_error "another game" eval --game breakout --weights "$work/run/weights.safetensors" --episodes 1
+
+# Stop at step 150 (mid-episode: Pong lasts longer), resume from the run
+# directory alone (its config.toml supplies the settings): the same weights.
+"$atari" train "${train_args[@]}" --run-dir "$work/split" --stop-after 150 >"$work/split1.txt" 2>&1 ||
+  fail "train --stop-after failed: $(tail -n 5 "$work/split1.txt")"
+grep -q "continue with --resume" "$work/split1.txt" || fail "--stop-after did not say how to continue"
+"$atari" train --resume "$work/split" >"$work/split2.txt" 2>&1 || fail "train --resume failed: $(tail -n 5 "$work/split2.txt")"
+grep -q "resumed from .*step_000000000150 at step 150" "$work/split2.txt" || fail "resume did not start at step 150: $(head -n 3 "$work/split2.txt")"
+cmp -s "$work/run/weights.safetensors" "$work/split/weights.safetensors" ||
+  fail "straight and stopped+resumed runs ended with different weights"
+cmp -s "$work/run/episodes.csv" "$work/split/episodes.csv" 2>/dev/null || [ ! -s "$work/run/episodes.csv" ] ||
+  fail "episodes.csv differs between the straight and the resumed run"
+expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
+
+"$atari" --help >"$work/help.txt" 2>&1 && "$atari" train --help >>"$work/help.txt" 2>&1 || fail "--help failed"
+for flag in --resume --config --checkpoint-interval --keep-checkpoints --stop-after --record train eval play plot; do
+  grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"
+done
+
+"$atari" play --game pong --policy random --episodes 1 --max-episode-steps 60 --gif "$work/play.gif" >"$work/play.txt" ||
+  fail "play --gif failed: $(cat "$work/play.txt")"
+python3 - "$work/play.gif" <<'PY' || fail "play.gif is not a 160x210 GIF of the expected length"
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:6] == b"GIF89a", data[:6]
+assert struct.unpack("<HH", data[6:10]) == (160, 210), struct.unpack("<HH", data[6:10])
+# Walk the blocks: every image descriptor is one picture.
+pos, frames = 13 + ((3 << ((data[10] & 7) + 1)) if data[10] & 0x80 else 0), 0
+def skip_sub_blocks(pos):
+    while data[pos]:
+        pos += data[pos] + 1
+    return pos + 1
+while data[pos] != 0x3B:
+    if data[pos] == 0x21:
+        pos = skip_sub_blocks(pos + 2)
+    else:
+        assert data[pos] == 0x2C, hex(data[pos])
+        flags = data[pos + 9]
+        pos += 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+        pos = skip_sub_blocks(pos + 1)
+        frames += 1
+# 60 steps at frame skip 4 keep every step (about 15 pictures a second of a
+# 60 fps game), plus the first screen.
+assert frames == 61, frames
+PY
+"$atari" plot "$work/run" >"$work/plot.txt" || fail "plot failed"
+grep -q "<svg" "$work/run/scores.svg" || fail "plot wrote no scores.svg"
 
 [ "$failures" -eq 0 ] && echo "all atari CLI checks passed"
 exit "$failures"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks of examples/dino as a user meets it: bad input gives one clear error
 # line and a non-zero exit before any browser starts; eval --json ends with a
-# parseable summary; a short train writes weights that eval loads.
+# parseable summary; a short train writes weights that eval loads; a run
+# stopped with --stop-after continues with --resume (the interrupted game
+# logged as truncated); play --gif writes the canvas; plot draws the charts.
 #   tests/dino_cli_checks.sh path/to/dino scratch-dir
 set -u
 dino=$1
@@ -49,13 +51,74 @@ assert len(set(s["scores"])) > 1, s   # seeds and actions tell the episodes apar
 [ "$(tail -n 1 "$work/random1.txt")" = "$(tail -n 1 "$work/random2.txt")" ] ||
   fail "eval --browsers 2 differs from --browsers 1: $(tail -n 1 "$work/random1.txt") vs $(tail -n 1 "$work/random2.txt")"
 
-"$dino" train --steps 300 --learning-starts 100 --buffer-size 1000 --progress-interval 150 --capture canvas \
-  --actions 2 --run-dir "$work/run" >"$work/train.txt" 2>&1 || fail "train failed: $(tail -n 5 "$work/train.txt")"
+train_args=(--steps 300 --learning-starts 100 --buffer-size 1000 --progress-interval 150 --checkpoint-interval 150
+            --capture canvas --actions 2 --record off)
+"$dino" train "${train_args[@]}" --run-dir "$work/run" >"$work/train.txt" 2>&1 ||
+  fail "train failed: $(tail -n 5 "$work/train.txt")"
 grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"
 [ -s "$work/run/weights.safetensors" ] || fail "train wrote no weights"
 [ "$(wc -l <"$work/run/progress.csv")" -eq 3 ] || fail "progress.csv should hold a header and 2 rows"
+[ -f "$work/run/checkpoints/step_000000000300/COMPLETE" ] || fail "no complete checkpoint at step 300"
+grep -q '^train.actions=2$' "$work/run/config.toml" || fail "config.toml lacks train.actions=2: $(cat "$work/run/config.toml")"
 "$dino" eval --weights "$work/run/weights.safetensors" --actions 2 --episodes 1 --max-steps 40 --capture canvas \
   --json >"$work/agent.txt" 2>/dev/null || fail "eval of trained weights failed: $(cat "$work/agent.txt")"
 expect_error "shape" eval --weights "$work/run/weights.safetensors" --actions 3 --episodes 1
+
+# Resume through the command line: 150 steps, stop, resume from the run
+# directory alone (config.toml supplies the settings). The learner continues
+# exactly; the game in progress cannot, so its episode ends as truncated at
+# step 150 and the run goes on to 300 in a fresh one.
+"$dino" train "${train_args[@]}" --run-dir "$work/split" --stop-after 150 >"$work/split1.txt" 2>&1 ||
+  fail "train --stop-after failed: $(tail -n 5 "$work/split1.txt")"
+"$dino" train --resume "$work/split" >"$work/split2.txt" 2>&1 || fail "train --resume failed: $(tail -n 5 "$work/split2.txt")"
+grep -q "resumed from .*step_000000000150 at step 150" "$work/split2.txt" || fail "resume did not start at step 150: $(head -n 3 "$work/split2.txt")"
+[ -f "$work/split/checkpoints/step_000000000300/COMPLETE" ] || fail "the resumed run wrote no checkpoint at step 300"
+python3 - "$work/split/episodes.csv" "$work/split2.txt" <<'PY' || fail "episodes.csv after resume is wrong: $(cat "$work/split/episodes.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+ends = [int(r["end_step"]) for r in rows]
+assert ends == sorted(ends) and ends[-1] <= 300, ends
+assert [int(r["episode"]) for r in rows] == list(range(len(rows))), rows
+at150 = [r for r in rows if int(r["end_step"]) == 150]
+if "ends here as truncated" in open(sys.argv[2]).read():   # the save fell mid-episode
+    assert len(at150) == 1 and at150[0]["truncated"] in ("1", "true"), at150
+PY
+expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
+
+"$dino" --help >"$work/help.txt" 2>&1 && "$dino" train --help >>"$work/help.txt" 2>&1 || fail "--help failed"
+for flag in --resume --config --checkpoint-interval --keep-checkpoints --stop-after --record train eval play plot; do
+  grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"
+done
+"$dino" play --help | grep -q "toDataURL" || fail "play --help does not say how --capture canvas reads the canvas"
+
+"$dino" play --policy noop --episodes 1 --seed 3 --capture canvas --gif "$work/play.gif" >"$work/play.txt" 2>&1 ||
+  fail "play --gif failed: $(cat "$work/play.txt")"
+python3 - "$work/play.gif" "$work/play.txt" <<'PY' || fail "play.gif is wrong: $(cat "$work/play.txt")"
+import re, struct, sys
+data = open(sys.argv[1], "rb").read()
+assert data[:6] == b"GIF89a", data[:6]
+width, height = struct.unpack("<HH", data[6:10])
+assert height == 150 and 500 <= width <= 600, (width, height)   # Dino's canvas (its width follows the window)
+pos, frames = 13 + ((3 << ((data[10] & 7) + 1)) if data[10] & 0x80 else 0), 0
+def skip_sub_blocks(pos):
+    while data[pos]:
+        pos += data[pos] + 1
+    return pos + 1
+while data[pos] != 0x3B:
+    if data[pos] == 0x21:
+        pos = skip_sub_blocks(pos + 2)
+    else:
+        assert data[pos] == 0x2C, hex(data[pos])
+        flags = data[pos + 9]
+        pos += 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+        pos = skip_sub_blocks(pos + 1)
+        frames += 1
+# Frame skip 4 at 60 fps keeps every step, plus the first screen.
+wrote = int(re.search(r"wrote .* \((\d+) frames\)", open(sys.argv[2]).read()).group(1))
+assert frames == wrote, (frames, wrote)
+assert frames > 45, frames
+PY
+"$dino" plot "$work/run" >"$work/plot.txt" || fail "plot failed"
+grep -q "<svg" "$work/run/scores.svg" || fail "plot wrote no scores.svg"
 
 [ "$failures" -eq 0 ] && echo "dino cli checks passed" || { echo "$failures dino cli check(s) failed"; exit 1; }

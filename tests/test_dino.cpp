@@ -15,8 +15,10 @@
 #include <qrl/core/rng.hpp>
 #include <qrl/env/vector_env.hpp>
 #include <qrl/envs/dino.hpp>
+#include <qrl/rl/checkpoint.hpp>
 
 #include "browser_support.hpp"
+#include "resume_support.hpp"
 
 using namespace qrl;
 using envs::BrowserConfig;
@@ -293,6 +295,73 @@ TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single
     CHECK(episode1[i].back().terminated);
     replay(seeds.next_u64(), second_first[i], episode2[i]);
   }
+}
+
+TEST_CASE("Dino: resume without env state - the learner exactly, the interrupted episode truncated, a fresh one") {
+  auto dino = [] {
+    envs::DinoConfig c;
+    c.actions = 2;
+    c.observation_height = c.observation_width = 20;
+    return Dino(c, quiet(CaptureMode::Canvas));
+  };
+  test::TempDir dir("dino");
+  test::Setup<Dino> first(dino(), 20, 3, 500);
+  first.trainer.run(80);  // learning starts at 60, an update every 2 steps
+  while (!first.trainer.state().in_episode) first.trainer.run(first.trainer.step() + 1);
+  const auto before = first.trainer.state();
+  REQUIRE(before.episode_length > 0);
+  const double score_then = first.env.score();
+  const auto saved = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
+  const auto saved_state = rl::verify_checkpoint(saved);
+  CHECK(saved_state["env"]["exact"] == false);
+  CHECK(saved_state["env"]["score"].get<double>() == score_then);
+
+  // Another init seed and a fresh browser: the learner must come from the checkpoint.
+  test::Setup<Dino> resumed(dino(), 20, 99, 500);
+  const auto loaded = rl::load_checkpoint(saved, resumed.trainer, resumed.ctx);
+  const auto ta = test::all_tensors(first.ctx, first.agent), tb = test::all_tensors(resumed.ctx, resumed.agent);
+  REQUIRE(ta.size() == tb.size());
+  for (std::size_t i = 0; i < ta.size(); ++i)
+    CHECK(std::memcmp(ta[i].data(), tb[i].data(), ta[i].size() * sizeof(float)) == 0);
+  CHECK(resumed.agent.updates() == first.agent.updates());
+  CHECK(resumed.agent.updates() >= 10);
+  CHECK(resumed.agent.optimizer().steps() == first.agent.optimizer().steps());
+  const auto after = resumed.trainer.state();
+  CHECK(after.step == before.step);
+  CHECK(after.exploration == before.exploration);
+  CHECK(after.sampling == before.sampling);
+  CHECK(after.episode_seeds == before.episode_seeds);
+  CHECK(resumed.trainer.progress().epsilon == first.trainer.progress().epsilon);
+  REQUIRE(resumed.replay.frames() == first.replay.frames());
+  CHECK(resumed.replay.transitions() == first.replay.transitions());
+  for (std::int64_t k = 0; k < first.replay.frames(); ++k) {
+    std::vector<std::uint8_t> sa, na, sb, nb;
+    int aa = 0, ab = 0;
+    float ra = 0, rb = 0;
+    bool xa = false, xb = false;
+    REQUIRE(first.replay.transition_at(k, sa, na, aa, ra, xa) == resumed.replay.transition_at(k, sb, nb, ab, rb, xb));
+    CHECK((sa == sb && na == nb && aa == ab && ra == rb && xa == xb));
+  }
+
+  // The episode in progress ends as truncated at the checkpoint's step.
+  CHECK_FALSE(after.in_episode);
+  CHECK(after.episodes == before.episodes + 1);
+  REQUIRE(loaded.contains("interrupted_episode"));
+  const auto& closed = after.recent.back();
+  CHECK(closed.index == before.episodes);
+  CHECK(closed.truncated);
+  CHECK(closed.end_step == before.step);
+  CHECK(closed.length == before.episode_length);
+  CHECK(closed.episode_return == before.episode_return);
+  CHECK(closed.score == score_then);
+  CHECK_FALSE(resumed.replay.position().episode_open);
+
+  // A fresh episode begins: its first frame plus one per step.
+  resumed.trainer.run(before.step + 10);
+  CHECK(resumed.trainer.step() == before.step + 10);
+  CHECK(resumed.trainer.state().in_episode);
+  CHECK(resumed.trainer.state().episode_length == 10);
+  CHECK(resumed.replay.frames() == first.replay.frames() + 11);
 }
 
 TEST_CASE("Canvas game: attach to a running browser with --cdp") {

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <qrl/nn/models.hpp>
+#include <qrl/io/state_json.hpp>
 #include <qrl/nn/serialize.hpp>
 
 #include "test_support.hpp"
@@ -112,6 +113,26 @@ TEST_CASE("safetensors reader: the spec's remaining rules, each with its own mes
   CHECK(file.tensors.at("e").shape == std::vector<std::int64_t>{0, 3});
   CHECK(file.tensors.at("s").values == std::vector<float>{pi});
   CHECK(file.tensors.at("s").shape.empty());
+}
+
+TEST_CASE("base64 for binary env states: RFC 4648 vectors, every byte value, and damaged text refused") {
+  using qrl::io::base64_decode;
+  using qrl::io::base64_encode;
+  // RFC 4648 section 10.
+  const char* vectors[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},        {"foo", "Zm9v"},
+                              {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  for (const auto& v : vectors) {
+    CHECK(base64_encode(v[0]) == v[1]);
+    CHECK(base64_decode(v[1], "test") == v[0]);
+  }
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  for (std::size_t n = 250; n <= 256; ++n) CHECK(base64_decode(base64_encode(all.substr(0, n)), "test") == all.substr(0, n));
+  CHECK(base64_encode("\xff\xfe") == "//4=");
+  CHECK_THROWS_WITH_AS(base64_decode("Zm9", "state x"), doctest::Contains("state x: base64 length 3"), qrl::Error);
+  CHECK_THROWS_WITH_AS(base64_decode("Zm9v!A==", "state x"), doctest::Contains("invalid base64 character '!'"), qrl::Error);
+  CHECK_THROWS_WITH_AS(base64_decode("Zg==Zm9v", "state x"), doctest::Contains("invalid base64 character '='"), qrl::Error);
+  CHECK_THROWS_WITH_AS(base64_decode("Zm=v", "state x"), doctest::Contains("misplaced base64 padding"), qrl::Error);
 }
 
 TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);

@@ -3,11 +3,12 @@
 //
 //   atari train --game breakout --steps 10000000 --run-dir runs/breakout
 //   atari train --game pong --envs 2 --steps 10000000 --run-dir runs/pong
+//   atari train --resume runs/breakout           (continues exactly where it stopped)
+//   atari train --config run.toml
 //   atari eval  --game breakout --weights runs/breakout/weights.safetensors --episodes 10 --envs 2 --json
 //   atari eval  --game pong --policy random --episodes 4 --json
-//   atari play  --game pong --weights runs/pong/weights.safetensors
-#include <cmath>
-#include <csignal>
+//   atari play  --game pong --weights runs/pong/weights.safetensors --gif pong.gif
+//   atari plot  runs/breakout
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -21,6 +22,7 @@
 #include <qrl/qrl.hpp>
 
 #include "../common/example_support.hpp"
+#include "../common/training_run.hpp"
 
 namespace fs = std::filesystem;
 using namespace qrl;
@@ -32,7 +34,6 @@ struct Options {
   std::string backend = "cpu";
   std::uint64_t seed = 1;
   std::string weights;
-  std::string run_dir = "runs/atari";
   std::string game = "breakout";
   std::string rom;
   int envs = 1;
@@ -44,8 +45,8 @@ struct Options {
   bool full_action_set = false;
   bool terminal_on_life_loss = false;
   std::int64_t max_episode_steps = 27000;
-  // train: CleanRL's dqn_atari.py
-  std::int64_t steps = 10000000;
+  // train: CleanRL's dqn_atari.py (run directory, steps, checkpoints, logs:
+  // examples::RunOptions)
   std::int64_t buffer_size = 1000000;
   int batch_size = 32;
   float learning_rate = 1e-4f;
@@ -60,13 +61,18 @@ struct Options {
   double epsilon_end = 0.01;
   double exploration_fraction = 0.1;
   bool clip_rewards = true;
-  std::int64_t progress_interval = 10000;
-  std::int64_t save_interval = 100000;
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
   bool json = false;
+  std::string gif;
+  // plot
+  std::string plot_dir;
 };
+
+// ALE emulates the NTSC 2600 at 60 frames a second; a step spans frame_skip
+// of them.
+constexpr double kAtariFramesPerSecond = 60.0;
 
 envs::AtariConfig env_config(const Options& o) {
   envs::AtariConfig c;
@@ -83,22 +89,29 @@ envs::AtariConfig env_config(const Options& o) {
 
 // CleanRL's ClipRewardEnv: the learner sees sign(reward), so one learning
 // rate fits games whose points differ by orders of magnitude. The game's own
-// score stays in info.score.
-template <env::Environment E>
+// score stays in info.score. Off (--no-clip-rewards) it passes rewards
+// through, so the trainer has one env type either way. Checkpointable when
+// the inner env is: it has no state of its own.
+template <class E>
 class ClipRewards {
  public:
-  explicit ClipRewards(E env) : env_(std::move(env)) {}
+  // E is an env (the vector path: each clipped env owns its game) or a
+  // reference to one (the single-env path wraps the recorder).
+  ClipRewards(E env, bool clip) : env_(std::forward<E>(env)), clip_(clip) {}
   env::FrameView reset(std::uint64_t seed) { return env_.reset(seed); }
   env::StepResult step(int action) {
     env::StepResult r = env_.step(action);
-    r.reward = static_cast<double>((r.reward > 0) - (r.reward < 0));
+    if (clip_) r.reward = static_cast<double>((r.reward > 0) - (r.reward < 0));
     return r;
   }
   int action_count() const { return env_.action_count(); }
   env::FrameShape observation_shape() const { return env_.observation_shape(); }
+  nlohmann::json save_state() const { return env_.save_state(); }
+  void load_state(const nlohmann::json& j) { env_.load_state(j); }
 
  private:
   E env_;
+  bool clip_;
 };
 
 template <Backend B>
@@ -106,18 +119,15 @@ nn::Sequential<B> make_network(const Options& o, int actions) {
   return nn::nature_dqn<B>(o.stack, 84, 84, actions);
 }
 
-volatile std::sig_atomic_t interrupted = 0;
-
 template <Backend B>
-int train(const Options& o) {
+int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
   Context<B> ctx;
   envs::Atari atari(env_config(o));
   const int actions = atari.action_count();
-  fs::create_directories(o.run_dir);
+  std::cout << "game " << atari.game_name() << ", " << actions << " actions\n";
   // One replay stream per env (the buffer is split between them).
   rl::ReplayConfig replay_config{o.buffer_size, atari.observation_shape(), o.stack, o.envs};
-  std::cout << "game " << atari.game_name() << ", " << actions << " actions; replay memory: " << o.buffer_size
-            << " frames, " << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
+  examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
   Rng init_rng(o.seed);
@@ -141,61 +151,23 @@ int train(const Options& o) {
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon =
-      rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end, o.exploration_fraction, o.steps);
-  trainer_config.progress_interval = o.progress_interval;
-
-  const auto weights_path = fs::path(o.run_dir) / "weights.safetensors";
-  const std::map<std::string, std::string> metadata{{"game", atari.game_name()},
-                                                    {"actions", std::to_string(actions)},
-                                                    {"stack", std::to_string(o.stack)},
-                                                    {"network", "nature_dqn"}};
-  auto run = [&](auto& trainer) {
-    examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
-    std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
-    progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
-                    "rollout/exploration_rate,train/loss,train/q_values,train/n_updates\n";
-    trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.write(e); };
-    trainer.on_progress = [&](const rl::Progress& p) {
-      std::cout << examples::progress_line(p, o.steps) << std::endl;
-      progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.mean_return << ','
-                   << p.mean_score << ',' << p.epsilon << ',' << p.last_update.loss << ',' << p.last_update.q_mean
-                   << ',' << p.updates << std::endl;
-      if (!std::isfinite(p.last_update.loss))
-        fail("the loss became non-finite at step ", p.step, ": lower --lr or set --max-grad-norm");
-    };
-    while (trainer.step() < o.steps && !interrupted) {
-      const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
-      // Run in slices so Ctrl-C and periodic saves happen between env steps.
-      for (std::int64_t until = trainer.step(); until < next && !interrupted;) {
-        until = std::min(next, until + 1000);
-        trainer.run(until);
-      }
-      nn::save_weights(ctx, agent.online(), weights_path, metadata);
-      std::cout << "saved " << weights_path.string() << " at step " << trainer.step() << std::endl;
-    }
-    if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
-  };
-  // --envs N > 1: N envs on their own threads, one batched forward pass to
-  // act for all, --steps counting env steps summed over the envs.
-  auto train_on = [&](auto make_env) {
-    using Env = decltype(make_env());
-    if (o.envs == 1) {
-      Env env = make_env();
-      rl::DqnTrainer<B, Env> trainer(env, agent, replay, trainer_config);
-      run(trainer);
-    } else {
-      env::VectorEnv<Env> envs(o.envs, [&](int) { return make_env(); });
-      rl::VectorDqnTrainer<B, Env> trainer(envs, agent, replay, trainer_config);
-      run(trainer);
-    }
-  };
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  if (o.clip_rewards) {
-    train_on([&] { return ClipRewards<envs::Atari>(envs::Atari(env_config(o))); });
-  } else {
-    train_on([&] { return envs::Atari(env_config(o)); });
+      rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end, o.exploration_fraction, run.steps);
+  trainer_config.progress_interval = run.progress_interval;
+  if (o.envs == 1) {
+    // Recordings show the game's own screen and score, so they wrap the game
+    // inside the reward clipping.
+    auto recorded = examples::record_videos(atari, run, kAtariFramesPerSecond, o.frame_skip);
+    ClipRewards<decltype(recorded)&> env(recorded, o.clip_rewards);
+    rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+    return examples::run_training(ctx, trainer, run, config_toml);
   }
-  return 0;
+  // --envs N > 1: N envs on their own threads, one batched forward pass to act
+  // for all, --steps counting env steps summed over the envs. VectorDqnTrainer
+  // has no checkpoint state yet: run_training saves weights, logs and plots.
+  using Clipped = ClipRewards<envs::Atari>;
+  env::VectorEnv<Clipped> vector_env(o.envs, [&](int) { return Clipped(envs::Atari(env_config(o)), o.clip_rewards); });
+  rl::VectorDqnTrainer<B, Clipped> trainer(vector_env, agent, replay, trainer_config);
+  return examples::run_training(ctx, trainer, run, config_toml);
 }
 
 // Plays `episodes` episodes on --envs parallel envs with the greedy agent or
@@ -227,6 +199,18 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   std::vector<double> returns(o.envs, 0.0);
   Rng random(o.seed ^ 0xa5a5a5a5ULL);
   examples::EvalSummary summary{random_policy ? "random" : "agent", o.seed, {}, {}};
+  // --gif records env 0's RGB screen, timed like the training recordings:
+  // about 15 pictures a second of game time, played back in real time.
+  env::RecordVideoConfig gif_timing;
+  gif_timing.time_for_game(kAtariFramesPerSecond, o.frame_skip);
+  std::unique_ptr<io::GifWriter> gif;
+  constexpr int gif_max_frames = 5000;
+  std::int64_t gif_step = 0;
+  if (!o.gif.empty()) {
+    gif = std::make_unique<io::GifWriter>(o.gif, envs::Atari::kScreenWidth, envs::Atari::kScreenHeight,
+                                          gif_timing.delay_cs);
+    gif->add_frame(vec.env(0).render_rgb());
+  }
   while (static_cast<int>(summary.scores.size()) < o.episodes) {
     if (random_policy) {
       for (auto& a : chosen) a = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
@@ -239,6 +223,9 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
       }
     }
     const auto results = vec.step(chosen);
+    // After an autoreset env 0 already shows the next episode's first screen.
+    if (gif && gif->frames() < gif_max_frames && (++gif_step % gif_timing.frame_every == 0 || results[0].autoreset))
+      gif->add_frame(vec.env(0).render_rgb());
     for (int i = 0; i < o.envs; ++i) {
       const auto& r = results[i].result;
       returns[i] += r.reward;
@@ -257,6 +244,10 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
         stacks[i].push(vec.observation(i));
       }
     }
+  }
+  if (gif) {
+    gif->close();
+    if (verbose) std::cout << "wrote " << o.gif << " (" << gif->frames() << " frames of env 0)" << std::endl;
   }
   return summary;
 }
@@ -283,8 +274,13 @@ int with_backend(const std::string& backend, Fn&& fn) {
 
 int main(int argc, char** argv) {
   Options o;
+  examples::RunOptions run;
+  run.run_dir = "runs/atari";
+  run.steps = 10000000;
+  run.checkpoint_interval = 100000;
   CLI::App app{"qrl Atari: a DQN that learns Atari 2600 games (ALE) from pixels"};
   app.require_subcommand(1);
+  examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
@@ -300,10 +296,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--max-episode-steps", o.max_episode_steps, "Truncate an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
 
-  auto* train_cmd = app.add_subcommand("train", "Train a DQN agent; writes weights, episodes.csv and progress.csv to --run-dir");
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a DQN agent; checkpoints, weights, CSV and TensorBoard logs, plots and GIFs go to --run-dir");
   add_common(train_cmd);
-  train_cmd->add_option("--steps", o.steps, "Environment steps to train for")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--run-dir", o.run_dir, "Directory for weights and logs")->capture_default_str();
+  examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (1M: about 7.1 GB)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
   train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
@@ -319,8 +315,6 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_flag("--clip-rewards,!--no-clip-rewards", o.clip_rewards, "Learn from the sign of each reward (CleanRL)")->capture_default_str();
-  train_cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--save-interval", o.save_interval, "Steps between weight saves")->check(CLI::PositiveNumber)->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
@@ -333,11 +327,20 @@ int main(int argc, char** argv) {
   eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
+  play_cmd->add_option("--gif", o.gif, "Also record env 0's screen (about 15 pictures a second, up to 5000) into this GIF");
+  auto* plot_cmd = app.add_subcommand("plot", "Redraw RUN_DIR/scores.svg and RUN_DIR/q_values.svg from its logs");
+  plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'atari train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("atari", app, argc, argv, [&] {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
-      if (*train_cmd) return train<B>(o);
+      if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
+      if (*plot_cmd) {
+        const auto [games, blocks] = examples::write_plots(o.plot_dir);
+        std::cout << "wrote " << (fs::path(o.plot_dir) / "scores.svg").string() << " (" << games << " games) and "
+                  << (fs::path(o.plot_dir) / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
+        return 0;
+      }
       // load_weights reports a missing file too, but --policy random never loads it.
       if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));

@@ -2,13 +2,16 @@
 // DQN, through a lock-step headless Chromium: train, play, eval.
 //
 //   dino train --steps 200000 --run-dir runs/dino
+//   dino train --resume runs/dino    (learner exact; the interrupted game ends as truncated, docs/runs.md)
+//   dino train --config run.toml
 //   dino eval  --weights runs/dino/weights.safetensors --episodes 10 --json
 //   dino eval  --policy noop --episodes 3 --json
 //   dino eval  --policy random --episodes 8 --browsers 2 --json
 //   dino play  --weights runs/dino/weights.safetensors --headful
+//   dino play  --weights runs/dino/weights.safetensors --episodes 1 --gif dino.gif
+//   dino plot  runs/dino
 //   dino eval  --game-config envs/dino/games/dino.toml --policy random --capture canvas
 #include <atomic>
-#include <csignal>
 #include <exception>
 #include <filesystem>
 #include <iostream>
@@ -23,6 +26,7 @@
 #include <qrl/qrl.hpp>
 
 #include "../common/example_support.hpp"
+#include "../common/training_run.hpp"
 
 namespace fs = std::filesystem;
 using namespace qrl;
@@ -34,7 +38,6 @@ struct Options {
   std::string backend = "cpu";
   std::uint64_t seed = 1;
   std::string weights;
-  std::string run_dir = "runs/dino";
   int frame_size = 0;  // 0: the game's own (Dino: 80)
   int stack = 4;
   int hidden = 256;
@@ -47,8 +50,7 @@ struct Options {
   int actions = 3;
   bool constant_speed = false;
   int frame_skip = 4;
-  // train
-  std::int64_t steps = 200000;
+  // train (run directory, steps, checkpoints, logs: examples::RunOptions)
   std::int64_t buffer_size = 50000;
   int batch_size = 32;
   float learning_rate = 1e-4f;
@@ -62,15 +64,20 @@ struct Options {
   double epsilon_start = 0.1;
   double epsilon_end = 0.001;
   double exploration_fraction = 0.5;
-  std::int64_t progress_interval = 2000;
-  std::int64_t save_interval = 10000;
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
   bool json = false;
   std::int64_t max_steps = 5000;
   int browsers = 1;
+  std::string gif;
+  // plot
+  std::string plot_dir;
 };
+
+// The Dino page draws (and qrl's lock-step clock advances) 60 frames a second;
+// a step spans the game's frame_skip of them.
+constexpr double kCanvasFramesPerSecond = 60.0;
 
 // The game first (a bad file fails before any browser starts), then the browser.
 envs::CanvasGameConfig game_config(const Options& o, std::int64_t max_steps) {
@@ -106,20 +113,18 @@ nn::Sequential<B> make_network(const Options& o, const envs::CanvasGameConfig& g
                              static_cast<int>(game.actions.size()), o.hidden);
 }
 
-volatile std::sig_atomic_t interrupted = 0;
-
 template <Backend B>
-int train(const Options& o) {
-  auto env = make_env(o, 0);
-  const auto& game = env->config();
-  const int actions = env->action_count();
+int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
+  // A bad --resume fails before a browser starts.
+  if (!run.resume.empty()) examples::resolve_resume(run.resume);
+  auto browser_env = make_env(o, 0);
+  const auto& game = browser_env->config();
+  const int actions = browser_env->action_count();
   const int height = game.observation_height;
   const int width = game.observation_width;
   Context<B> ctx;
-  fs::create_directories(o.run_dir);
   rl::ReplayConfig replay_config{o.buffer_size, {height, width, 1}, o.stack};
-  std::cout << "replay memory: " << o.buffer_size << " frames, "
-            << rl::ReplayMemory<B>::bytes_required(replay_config) / 1e6 << " MB\n";
+  examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
   Rng init_rng(o.seed);
@@ -140,48 +145,21 @@ int train(const Options& o) {
   config.adam.max_grad_norm = o.max_grad_norm;
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, height, width}, actions, config);
 
+  // The game's state lives in the browser and has no save_state():
+  // run_training resumes the learner exactly and restarts the game
+  // (docs/runs.md).
+  auto env = examples::record_videos(*browser_env, run, kCanvasFramesPerSecond, game.frame_skip);
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon = rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end,
-                                                               o.exploration_fraction, o.steps);
-  trainer_config.progress_interval = o.progress_interval;
-  rl::DqnTrainer<B, envs::CanvasGame> trainer(*env, agent, replay, trainer_config);
-
-  examples::EpisodeLog episodes(fs::path(o.run_dir) / "episodes.csv");
-  std::ofstream progress_csv(fs::path(o.run_dir) / "progress.csv");
-  progress_csv << "time/total_timesteps,time/fps,time/episodes,rollout/ep_rew_mean,rollout/ep_score_mean,"
-                  "rollout/exploration_rate,train/loss,train/q_values,train/n_updates\n";
-  trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.write(e); };
-  trainer.on_progress = [&](const rl::Progress& p) {
-    std::cout << examples::progress_line(p, o.steps) << std::endl;
-    progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.mean_return << ','
-                 << p.mean_score << ',' << p.epsilon << ',' << p.last_update.loss << ',' << p.last_update.q_mean
-                 << ',' << p.updates << std::endl;
-    if (!std::isfinite(p.last_update.loss)) fail("the loss became non-finite at step ", p.step,
-                                                 ": lower --lr or set --max-grad-norm");
-  };
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  const auto weights_path = fs::path(o.run_dir) / "weights.safetensors";
-  const std::map<std::string, std::string> metadata{{"game", env->config().name},
-                                                    {"frame_size", std::to_string(height) + "x" + std::to_string(width)},
-                                                    {"stack", std::to_string(o.stack)},
-                                                    {"hidden", std::to_string(o.hidden)},
-                                                    {"actions", std::to_string(actions)}};
-  while (trainer.step() < o.steps && !interrupted) {
-    const std::int64_t next = std::min(o.steps, (trainer.step() / o.save_interval + 1) * o.save_interval);
-    // Run in slices so Ctrl-C and periodic saves happen between env steps.
-    for (std::int64_t until = trainer.step(); until < next && !interrupted;) {
-      until = std::min(next, until + 100);
-      trainer.run(until);
-    }
-    nn::save_weights(ctx, agent.online(), weights_path, metadata);
-    std::cout << "saved " << weights_path.string() << " at step " << trainer.step() << std::endl;
-  }
-  if (interrupted) std::cout << "interrupted: weights saved at step " << trainer.step() << std::endl;
-  if (env->browser_restarts() > 0)
-    std::cout << "the browser was relaunched " << env->browser_restarts() << " time(s); those episodes are marked "
-              << "truncated in episodes.csv\n";
-  return 0;
+                                                               o.exploration_fraction, run.steps);
+  trainer_config.progress_interval = run.progress_interval;
+  rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+  const int status = examples::run_training(ctx, trainer, run, config_toml);
+  if (browser_env->browser_restarts() > 0)
+    std::cout << "the browser was relaunched " << browser_env->browser_restarts()
+              << " time(s); those episodes are marked truncated in episodes.csv\n";
+  return status;
 }
 
 // Plays `episodes` seeded episodes with the greedy agent, random or no-op
@@ -210,6 +188,21 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   std::atomic<bool> failed{false};
   std::mutex agent_mutex, print_mutex;  // the network's buffers are shared; lines stay whole
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(browsers));
+  // --gif: the episodes browser 0 plays (all of them with --browsers 1), the
+  // canvas as captured each step, timed like the training recordings.
+  env::RecordVideoConfig gif_timing;
+  std::unique_ptr<io::GifWriter> gif;
+  constexpr int gif_max_frames = 5000;
+  auto gif_frame = [&](envs::CanvasGame& env, std::int64_t step, bool last) {
+    if (o.gif.empty()) return;
+    if (!gif) {
+      gif_timing.time_for_game(kCanvasFramesPerSecond, env.config().frame_skip);
+      const env::FrameView first = env.render_rgb();
+      gif = std::make_unique<io::GifWriter>(o.gif, first.shape.width, first.shape.height, gif_timing.delay_cs);
+    }
+    if (gif->frames() < gif_max_frames && (step % gif_timing.frame_every == 0 || last))
+      gif->add_frame(env.render_rgb());
+  };
   // One thread per browser: it launches its env (in parallel with the
   // others) and plays whichever episode is next until none is left.
   auto play_episodes = [&](int b) {
@@ -220,7 +213,9 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
         const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(e);
         Rng random((o.seed ^ 0xa5a5a5a5ULL) + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(e));
         stack.reset(env->reset(seed));
+        if (b == 0) gif_frame(*env, 0, false);
         double episode_return = 0;
+        std::int64_t step = 0;
         env::StepResult r;
         do {
           int action = 0;
@@ -232,6 +227,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
           r = env->step(action);
           stack.push(r.observation);
           episode_return += r.reward;
+          if (b == 0) gif_frame(*env, ++step, r.terminated || r.truncated);
         } while (!r.terminated && !r.truncated);
         scores[static_cast<std::size_t>(e)] = r.info.score;
         returns[static_cast<std::size_t>(e)] = episode_return;
@@ -253,6 +249,10 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   for (auto& t : threads) t.join();
   for (const auto& error : errors)
     if (error) std::rethrow_exception(error);
+  if (gif) {
+    gif->close();
+    if (verbose) std::cout << "wrote " << o.gif << " (" << gif->frames() << " frames)" << std::endl;
+  }
   return examples::EvalSummary{o.policy, o.seed, scores, returns};
 }
 
@@ -278,15 +278,21 @@ int with_backend(const std::string& backend, Fn&& fn) {
 
 int main(int argc, char** argv) {
   Options o;
+  examples::RunOptions run;
+  run.run_dir = "runs/dino";
+  run.steps = 200000;
+  run.progress_interval = 2000;
+  run.checkpoint_interval = 10000;
   CLI::App app{"qrl Dino: a DQN that learns Chrome Dino (or a canvas game from --game-config) from pixels"};
   app.require_subcommand(1);
+  examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot) or canvas (getImageData, faster)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
+    cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot) or canvas (the canvas's own pixels, toDataURL PNG via Runtime.evaluate; faster)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
     cmd->add_option("--chromium", o.chromium, "Chromium executable (default: chromium on PATH)");
     cmd->add_option("--cdp", o.cdp, "Use a running browser instead of launching one: http://HOST:PORT or a ws:// DevTools URL");
     cmd->add_flag("--headful", o.headful, "Show the browser window (needs a display)");
@@ -296,10 +302,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--frame-skip", o.frame_skip, "Dino frames (1/60 s each) per step, the action held")->check(CLI::Range(1, 100))->capture_default_str();
   };
 
-  auto* train_cmd = app.add_subcommand("train", "Train a DQN agent; writes weights, episodes.csv and progress.csv to --run-dir");
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a DQN agent; checkpoints, weights, CSV and TensorBoard logs, plots and GIFs go to --run-dir");
   add_common(train_cmd);
-  train_cmd->add_option("--steps", o.steps, "Environment steps to train for")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--run-dir", o.run_dir, "Directory for weights and logs")->capture_default_str();
+  examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
   train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
@@ -314,8 +320,6 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--save-interval", o.save_interval, "Steps between weight saves")->check(CLI::PositiveNumber)->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
@@ -330,11 +334,20 @@ int main(int argc, char** argv) {
   eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
+  play_cmd->add_option("--gif", o.gif, "Also record the episodes browser 0 plays (the canvas, about 15 pictures a second, up to 5000) into this GIF");
+  auto* plot_cmd = app.add_subcommand("plot", "Redraw RUN_DIR/scores.svg and RUN_DIR/q_values.svg from its logs");
+  plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'dino train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("dino", app, argc, argv, [&] {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
-      if (*train_cmd) return train<B>(o);
+      if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
+      if (*plot_cmd) {
+        const auto [games, blocks] = examples::write_plots(o.plot_dir);
+        std::cout << "wrote " << (fs::path(o.plot_dir) / "scores.svg").string() << " (" << games << " games) and "
+                  << (fs::path(o.plot_dir) / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
+        return 0;
+      }
       // load_weights reports a missing file too, but other policies never load it.
       if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));

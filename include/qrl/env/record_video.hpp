@@ -106,6 +106,19 @@ class RecordVideo {
     env_->load_state(j.at("inner"));
     episode_ = j.at("episode_id").get<std::int64_t>();
   }
+  // For an inner env without save_state() (a browser game), the recorder's
+  // own counter still survives a resume, so recordings keep their numbering
+  // instead of overwriting episode_000000.gif and the rest.
+  nlohmann::json save_counters() const { return {{"episode_id", episode_}}; }
+  void load_counters(const nlohmann::json& j) {
+    writer_.reset();
+    episode_ = j.at("episode_id").get<std::int64_t>();
+  }
+  double score() const
+    requires requires(const E& e) { { e.score() } -> std::convertible_to<double>; }
+  {
+    return env_->score();
+  }
 
  private:
   void finish() {

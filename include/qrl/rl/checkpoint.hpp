@@ -50,6 +50,25 @@ concept CheckpointableEnvironment = env::Environment<E> && requires(E env, const
   env.load_state(j);
 };
 
+// Any other environment (a browser game, whose state lives in another
+// process) is checkpointed inexactly: everything of the learner is saved as
+// for the others, and on load the episode the save interrupted is closed as
+// truncated (its last frame ends it, as a step limit would) and the next
+// step begins a fresh episode. Its score is read from score() where the env
+// has one. Counters the env keeps across episodes (a recorder's episode
+// number) survive through save_counters()/load_counters() where it has them.
+namespace detail {
+template <class E>
+concept HasScore = requires(const E& e) {
+  { e.score() } -> std::convertible_to<double>;
+};
+template <class E>
+concept HasCounters = requires(E env, const E const_env, const nlohmann::json& j) {
+  { const_env.save_counters() } -> std::convertible_to<nlohmann::json>;
+  env.load_counters(j);
+};
+}  // namespace detail
+
 struct CheckpointOptions {
   int keep_last = 3;                          // complete step_* checkpoints kept; 0 = all
   std::uint64_t chunk_bytes = 256ull << 20;   // largest array file
@@ -360,10 +379,26 @@ inline nlohmann::json verify_checkpoint(const std::filesystem::path& dir) {
   }
 }
 
+namespace detail {
+// state.json's "env": the env's own state, or for an env without one,
+// {"exact": false, "score": ..., "counters": ...} (see HasScore).
+template <env::Environment E>
+nlohmann::json env_state(const E& env) {
+  if constexpr (CheckpointableEnvironment<E>) {
+    return env.save_state();
+  } else {
+    nlohmann::json j{{"exact", false}};
+    if constexpr (HasScore<E>) j["score"] = env.score();
+    if constexpr (HasCounters<E>) j["counters"] = env.save_counters();
+    return j;
+  }
+}
+}  // namespace detail
+
 // Saves everything needed to continue `trainer` exactly. `run_config` (the
 // resolved command line / config file) is stored verbatim. Returns the
 // checkpoint directory. `name` defaults to step_<step>.
-template <Backend B, CheckpointableEnvironment E>
+template <Backend B, env::Environment E>
 std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_dir, DqnTrainer<B, E>& trainer,
                                       Context<B>& ctx, const nlohmann::json& run_config = nlohmann::json::object(),
                                       const CheckpointOptions& options = {}, std::string name = {}) {
@@ -453,7 +488,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
         {"replay_sampling", io::rng_state_json(ts.sampling)},
         {"env", "in env.rng where the environment draws numbers"},
         {"device", nullptr}}},  // no backend draws random numbers on the device
-      {"env", trainer.env().save_state()},
+      {"env", detail::env_state(trainer.env())},
       {"replay", replay_json},
       {"arrays", arrays},
       {"config", run_config}};
@@ -482,7 +517,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
 // from a checkpoint directory. The trainer must have been built with the
 // configuration the checkpoint was saved with; differences that would make
 // the restored state meaningless are errors naming the setting.
-template <Backend B, CheckpointableEnvironment E>
+template <Backend B, env::Environment E>
 nlohmann::json load_checkpoint(const std::filesystem::path& dir, DqnTrainer<B, E>& trainer, Context<B>& ctx) {
   const nlohmann::json state = verify_checkpoint(dir);
   const std::string where = (dir / "state.json").string();
@@ -543,9 +578,44 @@ nlohmann::json load_checkpoint(const std::filesystem::path& dir, DqnTrainer<B, E
   ts.sampling = io::rng_state_from_json(jrng.at("replay_sampling"), "state.json rng.replay_sampling");
   ts.frame_stack.resize(rc.frame.bytes() * static_cast<std::size_t>(agent.observation_shape()[0]));
   detail::read_array(dir, arrays, "trainer.frame_stack", ts.frame_stack.data(), ts.frame_stack.size());
-  trainer.env().load_state(state.at("env"));
+  nlohmann::json result = state;
+  if constexpr (CheckpointableEnvironment<E>) {
+    const auto& je_env = state.at("env");
+    require(!(je_env.is_object() && je_env.contains("exact") && je_env["exact"] == false), where,
+            ": saved from an environment without save_state(), so it holds no env state to restore; resume "
+            "with the same kind of environment");
+    trainer.env().load_state(je_env);
+  } else {
+    const auto& je_env = state.at("env");
+    if constexpr (detail::HasCounters<E>)
+      if (je_env.is_object() && je_env.contains("counters")) trainer.env().load_counters(je_env["counters"]);
+    if (ts.in_episode) {
+      // The episode cannot continue in a fresh env: close it as truncated at
+      // the saved step. Its last frame is already stored; closing the replay
+      // episode leaves that slot without a transition, as a step limit does.
+      EpisodeRecord record;
+      record.index = ts.episodes;
+      record.end_step = ts.step;
+      record.episode_return = ts.episode_return;
+      record.length = ts.episode_length;
+      record.score = je_env.is_object() && je_env.contains("score") ? je_env["score"].get<double>() : 0.0;
+      record.truncated = true;
+      record.wall_seconds = ts.wall_seconds;
+      ++ts.episodes;
+      ts.in_episode = false;
+      ts.episode_return = 0.0;
+      ts.episode_length = 0;
+      ts.recent.push_back(record);
+      while (static_cast<int>(ts.recent.size()) > std::max(trainer.config().score_window, 1))
+        ts.recent.erase(ts.recent.begin());
+      auto pos = replay.position();
+      pos.episode_open = false;
+      replay.set_position(pos);
+      result["interrupted_episode"] = detail::episode_json(record);
+    }
+  }
   trainer.restore(ts);
-  return state;
+  return result;
 }
 
 }  // namespace qrl::rl

@@ -27,6 +27,7 @@
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/env/env.hpp>
+#include <qrl/io/state_json.hpp>
 #include <qrl/env/preprocess.hpp>
 #include <qrl/kernels/preprocess.cuh>
 
@@ -270,6 +271,56 @@ class Atari {
   static int ale_seed(std::uint64_t seed) { return static_cast<int>(Rng(seed).next_u64() >> 33); }
   // The emulator itself, for benchmarks and for checking against ALE.
   ale::ALEInterface& ale() { return *ale_; }
+
+  // The dynamic state, for exact resumption mid-episode: ALE's own
+  // serialisation of the emulator with its sticky-action generator
+  // (cloneState(true), base64), the two raw screens the next max-pool may
+  // read, and the wrapper's counters. The configuration is not part of it;
+  // the game is checked. One thing ALE keeps outside its state is the
+  // previous action a sticky frame repeats: with repeat_action_probability
+  // > 0 the first frames after a load may repeat NOOP instead (docs/runs.md).
+  nlohmann::json save_state() const {
+    auto& ale = *ale_;
+    std::string emulator = ale.cloneState(/*include_rng=*/true).serialize();
+    auto blob = [](const std::vector<unsigned char>& v) {
+      return io::base64_encode({reinterpret_cast<const char*>(v.data()), v.size()});
+    };
+    return {{"game", game_name()},
+            {"ale_version", ALE_VERSION},
+            {"ale_state", io::base64_encode(emulator)},
+            {"screens", {blob(frames_[0]), blob(frames_[1])}},
+            {"lives", lives_},
+            {"steps", steps_},
+            {"score", score_},
+            {"started", started_},
+            {"done", done_}};
+  }
+
+  void load_state(const nlohmann::json& j) {
+    const std::string where = "Atari state";
+    const auto game = io::json_get<std::string>(j, "game", where);
+    require(game == game_name(), where, ": saved for game '", game, "', this env plays '", game_name(),
+            "' (resume with the run's own --game)");
+    const auto version = io::json_get<std::string>(j, "ale_version", where);
+    require(version == ALE_VERSION, where, ": saved by ALE ", version, ", this build links ALE ", ALE_VERSION,
+            " (its state format may differ; resume with the ALE the run was trained with)");
+    const auto screens = io::json_get<std::vector<std::string>>(j, "screens", where);
+    require(screens.size() == 2, where, ": 'screens' must hold 2 screens, got ", screens.size());
+    std::array<std::string, 2> raw{io::base64_decode(screens[0], where + " screens[0]"),
+                                   io::base64_decode(screens[1], where + " screens[1]")};
+    for (const auto& r : raw)
+      require(r.size() == frames_[0].size(), where, ": a screen holds ", r.size(), " bytes, expected ",
+              frames_[0].size());
+    const std::string emulator = io::base64_decode(io::json_get<std::string>(j, "ale_state", where), where + " ale_state");
+    ale_->restoreState(ale::ALEState(emulator));
+    for (int k = 0; k < 2; ++k) std::memcpy(frames_[k].data(), raw[k].data(), raw[k].size());
+    lives_ = io::json_get<int>(j, "lives", where);
+    steps_ = io::json_get<std::int64_t>(j, "steps", where);
+    score_ = io::json_get<double>(j, "score", where);
+    started_ = io::json_get<bool>(j, "started", where);
+    done_ = io::json_get<bool>(j, "done", where);
+    observe();
+  }
 
  private:
   void load() {

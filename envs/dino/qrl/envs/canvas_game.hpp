@@ -440,6 +440,9 @@ class CanvasGame {
 
   // The last captured canvas as RGB, before preprocessing.
   env::FrameView raw_frame() const { return {raw_.data(), raw_shape_}; }
+  // The same frame for people and GIFs (env::RenderableEnvironment): the
+  // canvas as the last step captured it, so recording costs no extra capture.
+  env::FrameView render_rgb() { return raw_frame(); }
   double score() const { return score_; }
   bool game_over() const { return game_over_; }
   std::int64_t frames() const { return frames_; }
