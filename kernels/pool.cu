@@ -3,6 +3,7 @@
 // maximum in row-major window order wins), and its backward gets the argmax
 // indices the forward stored, not x and y as cuDNN's backward wants.
 #include <qrl/backend/cuda_launch.hpp>
+#include <qrl/kernels/pool.cuh>
 
 #include "launch_config.cuh"
 
@@ -16,23 +17,9 @@ __global__ void maxpool_forward_kernel(Pool2dGeometry g, const float* x, float* 
     const int oh = static_cast<int>(i / g.out_w % g.out_h);
     const std::int64_t plane = i / (std::int64_t{g.out_w} * g.out_h);
     const float* src = x + plane * g.in_h * g.in_w;
-    float best = -INFINITY;
-    std::int32_t best_index = -1;
-    for (int kh = 0; kh < g.kernel_h; ++kh) {
-      const int ih = oh * g.stride_h - g.pad_top + kh;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (int kw = 0; kw < g.kernel_w; ++kw) {
-        const int iw = ow * g.stride_w - g.pad_left + kw;
-        if (iw < 0 || iw >= g.in_w) continue;
-        const float v = src[ih * g.in_w + iw];
-        if (best_index < 0 || v > best) {
-          best = v;
-          best_index = ih * g.in_w + iw;
-        }
-      }
-    }
-    y[i] = best;
-    argmax[i] = best_index;
+    const std::int32_t best = MaxPoolWindow{}(g, src, oh, ow);
+    y[i] = src[best];
+    argmax[i] = best;
   }
 }
 

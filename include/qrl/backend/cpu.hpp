@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <new>
 #include <span>
 #include <string_view>
@@ -21,6 +20,7 @@
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/kernels/loss.cuh>
+#include <qrl/kernels/pool.cuh>
 
 namespace qrl {
 
@@ -240,23 +240,9 @@ struct backend_traits<cpu> {
         std::int32_t* arg = argmax + plane * g.out_h * g.out_w;
         for (int oh = 0; oh < g.out_h; ++oh)
           for (int ow = 0; ow < g.out_w; ++ow) {
-            float best = -std::numeric_limits<float>::infinity();
-            std::int32_t best_index = -1;
-            for (int kh = 0; kh < g.kernel_h; ++kh) {
-              const int ih = oh * g.stride_h - g.pad_top + kh;
-              if (ih < 0 || ih >= g.in_h) continue;
-              for (int kw = 0; kw < g.kernel_w; ++kw) {
-                const int iw = ow * g.stride_w - g.pad_left + kw;
-                if (iw < 0 || iw >= g.in_w) continue;
-                const float v = src[ih * g.in_w + iw];
-                if (best_index < 0 || v > best) {
-                  best = v;
-                  best_index = ih * g.in_w + iw;
-                }
-              }
-            }
-            dst[oh * g.out_w + ow] = best;
-            arg[oh * g.out_w + ow] = best_index;
+            const std::int32_t best = kernels::MaxPoolWindow{}(g, src, oh, ow);
+            dst[oh * g.out_w + ow] = src[best];
+            arg[oh * g.out_w + ow] = best;
           }
       }
   }
