@@ -98,7 +98,7 @@ class DqnUpdateGraph {
     adam_params_.extra = nullptr;
   }
 
-  // A captured <<<>>> launch reports its host stub; accept the driver's
+  // A captured triple-chevron launch reports its host stub; accept the driver's
   // function handle for it too, which some runtime versions report instead.
   static bool is_adam(const void* func) {
     const void* entry = kernels::adam_kernel_entry();

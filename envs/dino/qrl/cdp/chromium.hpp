@@ -127,8 +127,9 @@ class ChromiumProcess {
 
  private:
   void launch() {
-    char pattern[] = "/tmp/qrl-chromium-XXXXXX";
-    require(::mkdtemp(pattern) != nullptr, "cannot create a temporary Chromium profile in /tmp: ",
+    // mkdtemp replaces the trailing run of six 'X' with a unique suffix.
+    std::string pattern = "/tmp/qrl-chromium-" + std::string(6, 'X');
+    require(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary Chromium profile in /tmp: ",
             std::strerror(errno));
     dir_ = pattern;
     // An unlinked file for Chromium's output: readable by us for error
