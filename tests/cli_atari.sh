@@ -6,18 +6,9 @@
 # same weights, byte for byte, as one straight run; play --gif writes the RGB screen.
 #   tests/cli_atari.sh path/to/atari scratch-dir
 set -u
-atari=$1
-work=$2
-rm -rf "$work" && mkdir -p "$work"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-expect_error() {  # expect_error "substring" args...
-  local want=$1; shift
-  if "$atari" "$@" >"$work/out" 2>"$work/err"; then fail "'$*' exited 0"; return; fi
-  grep -q -- "$want" "$work/err" || fail "'$*' stderr lacks '$want': $(cat "$work/err")"
-  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "'$*' printed more than one error line: $(cat "$work/err")"
-}
+source "$(dirname "$0")/cli_lib.sh"
+cli_begin "$1" "$2"
+atari=$program
 
 expect_error "unknown game 'pongg'; the games in" eval --game pongg --policy random
 expect_error "space_invaders" eval --game pongg --policy random
@@ -79,32 +70,11 @@ done
 
 "$atari" play --game pong --policy random --episodes 1 --max-episode-steps 60 --gif "$work/play.gif" >"$work/play.txt" ||
   fail "play --gif failed: $(cat "$work/play.txt")"
-python3 - "$work/play.gif" <<'PY' || fail "play.gif is not a 160x210 GIF of the expected length"
-import struct, sys
-data = open(sys.argv[1], "rb").read()
-assert data[:6] == b"GIF89a", data[:6]
-assert struct.unpack("<HH", data[6:10]) == (160, 210), struct.unpack("<HH", data[6:10])
-# Walk the blocks: every image descriptor is one picture.
-pos, frames = 13 + ((3 << ((data[10] & 7) + 1)) if data[10] & 0x80 else 0), 0
-def skip_sub_blocks(pos):
-    while data[pos]:
-        pos += data[pos] + 1
-    return pos + 1
-while data[pos] != 0x3B:
-    if data[pos] == 0x21:
-        pos = skip_sub_blocks(pos + 2)
-    else:
-        assert data[pos] == 0x2C, hex(data[pos])
-        flags = data[pos + 9]
-        pos += 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
-        pos = skip_sub_blocks(pos + 1)
-        frames += 1
 # 60 steps at frame skip 4 keep every step (about 15 pictures a second of a
 # 60 fps game), plus the first screen.
-assert frames == 61, frames
-PY
+[ "$(gif_shape "$work/play.gif")" = "160 210 61" ] ||
+  fail "play.gif is not a 160x210 GIF of 61 frames: $(gif_shape "$work/play.gif" 2>&1)"
 "$atari" plot "$work/run" >"$work/plot.txt" || fail "plot failed"
 grep -q "<svg" "$work/run/scores.svg" || fail "plot wrote no scores.svg"
 
-[ "$failures" -eq 0 ] && echo "all atari CLI checks passed"
-exit "$failures"
+cli_end atari

@@ -5,18 +5,9 @@
 # resume exactly; damaged checkpoints are refused.
 #   tests/cli_checks.sh path/to/flappy scratch-dir
 set -u
-flappy=$1
-work=$2
-rm -rf "$work" && mkdir -p "$work"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-expect_error() {  # expect_error "substring" args...
-  local want=$1; shift
-  if "$flappy" "$@" >"$work/out" 2>"$work/err"; then fail "'$*' exited 0"; return; fi
-  grep -q -- "$want" "$work/err" || fail "'$*' stderr lacks '$want': $(cat "$work/err")"
-  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "'$*' printed more than one error line: $(cat "$work/err")"
-}
+source "$(dirname "$0")/cli_lib.sh"
+cli_begin "$1" "$2"
+flappy=$program
 
 expect_error "not expected" train --bogus-flag
 expect_error "no such file" eval --weights "$work/missing.safetensors"
@@ -111,4 +102,4 @@ ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no c
 "$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
 [ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
 
-[ "$failures" -eq 0 ] && echo "cli checks passed" || { echo "$failures cli check(s) failed"; exit 1; }
+cli_end flappy
