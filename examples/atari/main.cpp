@@ -21,6 +21,7 @@
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
 
+#include "../common/dqn_options.hpp"
 #include "../common/example_support.hpp"
 #include "../common/training_run.hpp"
 
@@ -47,19 +48,11 @@ struct Options {
   std::int64_t max_episode_steps = 27000;
   // train: CleanRL's dqn_atari.py (run directory, steps, checkpoints, logs:
   // examples::RunOptions)
-  std::int64_t buffer_size = 1000000;
-  int batch_size = 32;
-  float learning_rate = 1e-4f;
-  float gamma = 0.99f;
-  std::int64_t learning_starts = 80000;
-  int train_frequency = 4;
-  std::int64_t target_update = 1000;
-  bool double_dqn = false;
-  std::string loss = "mse";
-  float max_grad_norm = 0.0f;
-  double epsilon_start = 1.0;
-  double epsilon_end = 0.01;
-  double exploration_fraction = 0.1;
+  examples::DqnOptions dqn{
+      .buffer_size = 1000000, .batch_size = 32, .learning_rate = 1e-4f, .gamma = 0.99f,
+      .learning_starts = 80000, .train_frequency = 4, .target_update = 1000, .double_dqn = false,
+      .loss = "mse", .max_grad_norm = 0.0f, .epsilon_start = 1.0, .epsilon_end = 0.01,
+      .exploration_fraction = 0.1};
   bool clip_rewards = true;
   // play / eval
   int episodes = 10;
@@ -126,7 +119,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   const int actions = atari.action_count();
   std::cout << "game " << atari.game_name() << ", " << actions << " actions\n";
   // One replay stream per env (the buffer is split between them).
-  rl::ReplayConfig replay_config{o.buffer_size, atari.observation_shape(), o.stack, o.envs};
+  rl::ReplayConfig replay_config{o.dqn.buffer_size, atari.observation_shape(), o.stack, o.envs};
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -136,22 +129,12 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, 84, 84});
 
-  rl::DqnConfig config;
-  config.gamma = o.gamma;
-  config.batch_size = o.batch_size;
-  config.learning_starts = o.learning_starts;
-  config.train_frequency = o.train_frequency;
-  config.target_update_interval = o.target_update;
-  config.double_dqn = o.double_dqn;
-  config.loss = o.loss == "mse" ? LossKind::mse : LossKind::huber;
-  config.adam.learning_rate = o.learning_rate;
-  config.adam.max_grad_norm = o.max_grad_norm;
+  const rl::DqnConfig config = o.dqn.dqn_config();
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, 84, 84}, actions, config);
 
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
-  trainer_config.epsilon =
-      rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end, o.exploration_fraction, run.steps);
+  trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
   trainer_config.progress_interval = run.progress_interval;
   if (o.envs == 1) {
     // Recordings show the game's own screen and score, so they wrap the game
@@ -255,12 +238,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
 template <Backend B>
 int eval(const Options& o, bool play) {
   const auto summary = evaluate<B>(o, play || !o.json);
-  if (o.json) {
-    std::cout << summary.json() << std::endl;
-  } else {
-    std::cout << "mean score " << summary.mean_score() << ", max " << summary.max_score() << " over "
-              << summary.scores.size() << " episodes\n";
-  }
+  summary.print(o.json);
   return 0;
 }
 
@@ -301,19 +279,7 @@ int main(int argc, char** argv) {
   add_common(train_cmd);
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
-  train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (1M: about 7.1 GB)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
-  train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
-  train_cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
-  train_cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
-  train_cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  examples::add_dqn_options(train_cmd, o.dqn);
   train_cmd->add_flag("--clip-rewards,!--no-clip-rewards", o.clip_rewards, "Learn from the sign of each reward (CleanRL)")->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
@@ -335,12 +301,7 @@ int main(int argc, char** argv) {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
-      if (*plot_cmd) {
-        const auto [games, blocks] = examples::write_plots(o.plot_dir);
-        std::cout << "wrote " << (fs::path(o.plot_dir) / "scores.svg").string() << " (" << games << " games) and "
-                  << (fs::path(o.plot_dir) / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
-        return 0;
-      }
+      if (*plot_cmd) return examples::plot_command(o.plot_dir);
       // load_weights reports a missing file too, but --policy random never loads it.
       if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));

@@ -87,6 +87,15 @@ struct EvalSummary {
     j["first_seed"] = first_seed;
     return j.dump();
   }
+
+  // eval's output: the JSON line alone, or a line for people.
+  void print(bool as_json) const {
+    if (as_json)
+      std::cout << json() << std::endl;
+    else
+      std::cout << "mean score " << mean_score() << ", max " << max_score() << " over " << scores.size()
+                << " episodes\n";
+  }
 };
 
 // Runs `body`, turning any qrl or std error into one line on stderr and exit

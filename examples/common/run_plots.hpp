@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -70,6 +71,14 @@ inline std::pair<std::size_t, std::size_t> write_plots(const std::filesystem::pa
   io::write_file_atomically(run_dir / "scores.svg", score_chart(scores).svg());
   io::write_file_atomically(run_dir / "q_values.svg", q_chart(steps, mean_q).svg());
   return {scores.size(), steps.size()};
+}
+
+// The examples' `plot RUN_DIR` subcommand.
+inline int plot_command(const std::filesystem::path& run_dir) {
+  const auto [games, blocks] = write_plots(run_dir);
+  std::cout << "wrote " << (run_dir / "scores.svg").string() << " (" << games << " games) and "
+            << (run_dir / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
+  return 0;
 }
 
 }  // namespace qrl::examples

@@ -18,6 +18,7 @@
 #include <qrl/backend/cuda.hpp>
 #endif
 
+#include "../common/dqn_options.hpp"
 #include "../common/example_support.hpp"
 #include "../common/training_run.hpp"
 
@@ -36,19 +37,7 @@ struct Options {
   int hidden = 256;
   int frame_skip = 2;
   // train (run directory, steps, checkpoints, logs: examples::RunOptions)
-  std::int64_t buffer_size = 100000;
-  int batch_size = 32;
-  float learning_rate = 1e-4f;
-  float gamma = 0.99f;
-  std::int64_t learning_starts = 10000;
-  int train_frequency = 4;
-  std::int64_t target_update = 2000;
-  bool double_dqn = true;
-  std::string loss = "huber";
-  float max_grad_norm = 10.0f;
-  double epsilon_start = 0.1;
-  double epsilon_end = 0.001;
-  double exploration_fraction = 0.5;
+  examples::DqnOptions dqn;  // the tutorial's settings (DqnOptions' defaults)
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
@@ -75,7 +64,7 @@ nn::Sequential<B> make_network(const Options& o) {
 template <Backend B>
 int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
   Context<B> ctx;
-  rl::ReplayConfig replay_config{o.buffer_size, {o.frame_size, o.frame_size, 1}, o.stack};
+  rl::ReplayConfig replay_config{o.dqn.buffer_size, {o.frame_size, o.frame_size, 1}, o.stack};
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -85,16 +74,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, o.frame_size, o.frame_size});
 
-  rl::DqnConfig config;
-  config.gamma = o.gamma;
-  config.batch_size = o.batch_size;
-  config.learning_starts = o.learning_starts;
-  config.train_frequency = o.train_frequency;
-  config.target_update_interval = o.target_update;
-  config.double_dqn = o.double_dqn;
-  config.loss = o.loss == "mse" ? LossKind::mse : LossKind::huber;
-  config.adam.learning_rate = o.learning_rate;
-  config.adam.max_grad_norm = o.max_grad_norm;
+  const rl::DqnConfig config = o.dqn.dqn_config();
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
                    config);
 
@@ -102,8 +82,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
-  trainer_config.epsilon = rl::EpsilonSchedule::linear_fraction(o.epsilon_start, o.epsilon_end,
-                                                               o.exploration_fraction, run.steps);
+  trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
   trainer_config.progress_interval = run.progress_interval;
   rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
   return examples::run_training(ctx, trainer, run, config_toml);
@@ -167,12 +146,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
 template <Backend B>
 int eval(const Options& o, bool play) {
   const auto summary = evaluate<B>(o, play || !o.json);
-  if (o.json) {
-    std::cout << summary.json() << std::endl;
-  } else {
-    std::cout << "mean score " << summary.mean_score() << ", max " << summary.max_score() << " over "
-              << summary.scores.size() << " episodes\n";
-  }
+  summary.print(o.json);
   return 0;
 }
 
@@ -215,19 +189,7 @@ int main(int argc, char** argv) {
   add_common(train_cmd);
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
-  train_cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
-  train_cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
-  train_cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
-  train_cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
-  train_cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  train_cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  examples::add_dqn_options(train_cmd, o.dqn);
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
@@ -249,12 +211,7 @@ int main(int argc, char** argv) {
     return with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
-      if (*plot_cmd) {
-        const auto [games, blocks] = examples::write_plots(o.plot_dir);
-        std::cout << "wrote " << (fs::path(o.plot_dir) / "scores.svg").string() << " (" << games << " games) and "
-                  << (fs::path(o.plot_dir) / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
-        return 0;
-      }
+      if (*plot_cmd) return examples::plot_command(o.plot_dir);
       // load_weights reports a missing file too, but --policy random never loads it.
       if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));

@@ -1,0 +1,67 @@
+#pragma once
+// The DQN hyperparameters every example's `train` takes: one struct, one set
+// of flags, one translation into rl::DqnConfig and the epsilon schedule. Each
+// example sets its own defaults (the tutorial's for Flappy Bird and Dino,
+// CleanRL's for Atari) before the flags are added.
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include <qrl/backend/op_args.hpp>
+#include <qrl/rl/dqn.hpp>
+#include <qrl/rl/epsilon_schedule.hpp>
+
+namespace qrl::examples {
+
+struct DqnOptions {
+  std::int64_t buffer_size = 100000;
+  int batch_size = 32;
+  float learning_rate = 1e-4f;
+  float gamma = 0.99f;
+  std::int64_t learning_starts = 10000;
+  int train_frequency = 4;
+  std::int64_t target_update = 2000;
+  bool double_dqn = true;
+  std::string loss = "huber";
+  float max_grad_norm = 10.0f;
+  double epsilon_start = 0.1;
+  double epsilon_end = 0.001;
+  double exploration_fraction = 0.5;
+
+  rl::DqnConfig dqn_config() const {
+    rl::DqnConfig config;
+    config.gamma = gamma;
+    config.batch_size = batch_size;
+    config.learning_starts = learning_starts;
+    config.train_frequency = train_frequency;
+    config.target_update_interval = target_update;
+    config.double_dqn = double_dqn;
+    config.loss = loss == "mse" ? LossKind::mse : LossKind::huber;
+    config.adam.learning_rate = learning_rate;
+    config.adam.max_grad_norm = max_grad_norm;
+    return config;
+  }
+
+  rl::EpsilonSchedule epsilon_schedule(std::int64_t total_steps) const {
+    return rl::EpsilonSchedule::linear_fraction(epsilon_start, epsilon_end, exploration_fraction, total_steps);
+  }
+};
+
+inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
+  cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (its size in bytes is printed at start)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
+  cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
+  cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+}
+
+}  // namespace qrl::examples
