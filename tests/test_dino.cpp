@@ -197,6 +197,64 @@ TEST_CASE("Dino: screenshot and canvas capture give the same frame for the same 
   CHECK(compared >= 5);
 }
 
+TEST_CASE("Canvas capture: the observation computed in the page equals qrl::env::preprocess bit for bit") {
+  // The page's JS port of the preprocessing functor against the functor
+  // itself, on canvases with noise, gradients and semi-transparent pixels:
+  // shrinking both axes (box), growing both (bilinear) and one of each.
+  Dino env({}, quiet(CaptureMode::Canvas));
+  env.reset(3);
+  struct Case { int width, height, out_h, out_w; };
+  int checked = 0;
+  for (const Case c : {Case{600, 150, 80, 80}, Case{37, 23, 80, 80}, Case{100, 40, 30, 50}, Case{7, 300, 84, 84}}) {
+    CAPTURE(c.width);
+    CAPTURE(c.height);
+    const std::string make =
+        "(() => { let c = document.getElementById('qrl-test'); if (!c) { c = document.createElement('canvas');"
+        " c.id = 'qrl-test'; document.body.appendChild(c); }"
+        " c.width = " + std::to_string(c.width) + "; c.height = " + std::to_string(c.height) + ";"
+        " const x = c.getContext('2d'); const img = x.createImageData(c.width, c.height); let s = 7;"
+        " for (let i = 0; i < img.data.length; i += 4) { s = (s * 1103515245 + 12345) >>> 0;"
+        "   img.data[i] = s & 255; img.data[i + 1] = (i >> 2) % 256; img.data[i + 2] = (s >>> 8) & 255;"
+        "   const k = (s >>> 16) % 4; img.data[i + 3] = k === 0 ? 0 : k === 1 ? 255 : (s >>> 24); }"
+        " x.putImageData(img, 0, 0);"
+        " window.__qrl_game.selector = '#qrl-test';"
+        " __qrl.setObservation(" + std::to_string(c.out_h) + ", " + std::to_string(c.out_w) + ", [250, 128, 3]);"
+        " return __qrl.observe(); })()";
+    const auto in_page = envs::detail::base64_decode(env.evaluate(make).get<std::string>());
+    // The same canvas as PNG (lossless), blended over the same background
+    // by the env, then the C++ functor.
+    const std::string png = env.evaluate("__qrl.pixels()").get<std::string>();
+    const auto bytes = envs::detail::base64_decode(png);
+    int w = 0, h = 0, n = 0;
+    unsigned char* rgba = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 4);
+    REQUIRE(rgba != nullptr);
+    REQUIRE(w == c.width);
+    REQUIRE(h == c.height);
+    const int background[3] = {250, 128, 3};
+    std::vector<std::uint8_t> rgb(static_cast<std::size_t>(w) * h * 3);
+    int translucent = 0;
+    for (int i = 0; i < w * h; ++i) {
+      const int a = rgba[i * 4 + 3];
+      translucent += a > 0 && a < 255;
+      for (int ch = 0; ch < 3; ++ch)
+        rgb[static_cast<std::size_t>(i) * 3 + ch] =
+            static_cast<std::uint8_t>((rgba[i * 4 + ch] * a + background[ch] * (255 - a) + 127) / 255);
+    }
+    stbi_image_free(rgba);
+    CHECK(translucent > w * h / 4);
+    env::PreprocessSpec spec;
+    spec.out_height = c.out_h;
+    spec.out_width = c.out_w;
+    std::vector<std::uint8_t> expected(static_cast<std::size_t>(c.out_h) * c.out_w);
+    env::preprocess(env::FrameView{rgb.data(), env::FrameShape{h, w, 3}}, spec, expected.data());
+    REQUIRE(in_page.size() == expected.size());
+    CHECK(distinct_values(env::FrameView{expected.data(), env::FrameShape{c.out_h, c.out_w, 1}}) > 20);
+    CHECK(in_page == expected);
+    ++checked;
+  }
+  CHECK(checked == 4);
+}
+
 TEST_CASE("Dino: a browser killed mid-episode truncates the episode and the next one runs in a new browser") {
   Dino env({}, quiet(CaptureMode::Canvas));
   env.reset(2);
@@ -422,6 +480,7 @@ TEST_CASE("Game config: the shipped dino.toml is the Dino configuration") {
   CHECK(file.score == built_in.score);
   CHECK(file.game_over == built_in.game_over);
   CHECK(file.frame_skip == built_in.frame_skip);
+  CHECK(file.key_events == built_in.key_events);
   CHECK(file.observation_height == built_in.observation_height);
   CHECK(file.background == built_in.background);
   CHECK(file.reward_alive == built_in.reward_alive);

@@ -58,7 +58,7 @@ namespace qrl::envs {
 // same game state (tested); canvas is several times faster.
 enum class CaptureMode {
   Screenshot,  // Page.captureScreenshot clipped to the canvas, PNG decoded with stb_image
-  Canvas,      // the canvas's own pixels (toDataURL PNG) through Runtime.evaluate
+  Canvas,      // the observation computed in the page from getImageData, through Runtime.evaluate
 };
 
 inline CaptureMode parse_capture_mode(std::string_view name) {
@@ -66,6 +66,8 @@ inline CaptureMode parse_capture_mode(std::string_view name) {
   if (name == "canvas") return CaptureMode::Canvas;
   fail("unknown capture mode '", name, "' (expected screenshot or canvas)");
 }
+
+enum class KeyEvents { Page, Browser };
 
 struct GameAction {
   std::string name;
@@ -86,6 +88,12 @@ struct CanvasGameConfig {
   std::string score = "0";        // expression: the score the page shows
   std::string game_over = "false";  // expression: true once the episode is lost
   bool reload = true;  // reload the page for every episode: exact reproducibility for a seed
+  // Who sends the actions' key events. "page": the step's own script
+  // dispatches KeyboardEvents (key, code, keyCode) before it advances the
+  // frames, so a step is one DevTools call whatever the keys do. "browser":
+  // Input.dispatchKeyEvent, trusted events as from a real keyboard, one call
+  // per key change; for games that ignore synthetic events (isTrusted).
+  KeyEvents key_events = KeyEvents::Page;
   std::vector<GameAction> actions{{"noop", {}}};
   int frame_skip = 4;              // frames of 1000/60 ms per step
   int observation_height = 80;
@@ -110,7 +118,8 @@ inline CanvasGameConfig parse_game_config(std::string_view text, const std::stri
   static const std::set<std::string> known{"name",       "url",     "fallback_url", "canvas",   "ready",
                                            "ready_error", "setup",  "start",        "restart",  "score",
                                            "game_over",  "reload",  "frame_skip",   "observation", "background",
-                                           "reward_alive", "reward_crash", "max_steps", "load_timeout_ms", "action"};
+                                           "reward_alive", "reward_crash", "max_steps", "load_timeout_ms", "action",
+                                           "key_events"};
   for (const auto& [key, value] : table) {
     const std::string k(key.str());
     if (!known.count(k)) {
@@ -154,6 +163,11 @@ inline CanvasGameConfig parse_game_config(std::string_view text, const std::stri
   if (auto node = table.get("reload")) {
     require(node->is_boolean(), source, ": 'reload' must be true or false");
     c.reload = *node->value<bool>();
+  }
+  if (auto node = table.get("key_events")) {
+    auto v = node->value<std::string>();
+    require(v && (*v == "page" || *v == "browser"), source, ": 'key_events' must be \"page\" or \"browser\"");
+    c.key_events = *v == "page" ? KeyEvents::Page : KeyEvents::Browser;
   }
   get_number("frame_skip", c.frame_skip);
   get_number("reward_alive", c.reward_alive);
@@ -291,18 +305,139 @@ inline std::string clock_script(std::uint64_t seed) {
     queue = [];
     for (const [, cb] of due) cb(now);
   };
+  // qrl::kernels::AxisResampler as tables: for output o, the source taps
+  // [first[o], last[o]) and their integer weights.
+  const axis = (src, out) => {
+    const box = src >= out;
+    const taps = (o) => {
+      if (box) return [Math.floor(o * src / out), Math.floor(((o + 1) * src + out - 1) / out)];
+      const unit = 2 * out;
+      const position = Math.max(0, (2 * o + 1) * src - out);
+      const i0 = Math.floor(position / unit);
+      return [i0, Math.min(i0 + 1, src - 1) + 1];
+    };
+    const weight = (o, i) => {
+      if (box) {
+        const lo = o * src, hi = lo + src, plo = i * out, phi = plo + out;
+        return Math.max(0, Math.min(hi, phi) - Math.max(lo, plo));
+      }
+      const unit = 2 * out;
+      const position = Math.max(0, (2 * o + 1) * src - out);
+      const i0 = Math.floor(position / unit);
+      const i1 = i0 + 1 < src ? i0 + 1 : src - 1;
+      const frac = i1 === i0 ? 0 : position % unit;
+      return (i === i0 ? unit - frac : 0) + (i === i1 ? frac : 0);
+    };
+    const first = new Int32Array(out), last = new Int32Array(out);
+    let stride = 1;
+    for (let o = 0; o < out; ++o) {
+      [first[o], last[o]] = taps(o);
+      stride = Math.max(stride, last[o] - first[o]);
+    }
+    const weights = new Float64Array(out * stride);
+    for (let o = 0; o < out; ++o)
+      for (let i = first[o]; i < last[o]; ++i) weights[o * stride + i - first[o]] = weight(o, i);
+    return {first, last, weight: weights, stride, total: box ? src : 2 * out};
+  };
   window.__qrl = {
     frames: 0,
     now: () => now,
     reseed(s) { state = s >>> 0; this.frames = 0; },
-    // Advances up to n frames, stopping at game over so the last frame shows it.
-    step(n, capture) {
+    // One step in one call: the keys' events, then up to n frames (stopping
+    // at game over so the last frame shows it), then what the agent sees.
+    // capture: 0 nothing, 1 the canvas as PNG, 2 the observation (observe()).
+    step(n, capture, keys) {
+      if (keys) for (const k of keys) this.key(k[0], k[1], k[2], k[3], k[4]);
       const g = window.__qrl_game;
       let over = g.over();
       for (let i = 0; i < n && !over; ++i) { frame(); ++this.frames; over = g.over(); }
       const out = [Number(g.score()), !!over, this.frames];
-      if (capture) out.push(this.pixels());
+      if (capture === 1) out.push(this.pixels());
+      else if (capture === 2) out.push(this.observe());
       return out;
+    },
+    // A key event as the keyboard would send it to the focused element; the
+    // legacy keyCode/which that older games (Dino) read are set explicitly.
+    key(type, key, code, keyCode, text) {
+      const target = document.activeElement || document.body || document;
+      const init = {key, code, keyCode, which: keyCode, bubbles: true, cancelable: true, composed: true};
+      const send = (t, c) => {
+        const e = new KeyboardEvent(t, Object.assign({}, init, {keyCode: c, which: c, charCode: t === 'keypress' ? c : 0}));
+        if (e.keyCode !== c) {
+          Object.defineProperty(e, 'keyCode', {get: () => c});
+          Object.defineProperty(e, 'which', {get: () => c});
+        }
+        target.dispatchEvent(e);
+      };
+      send(type, keyCode);
+      if (type === 'keydown' && text) send('keypress', text.charCodeAt(0));
+    },
+    // The canvas need not be painted when only its pixels are read: a hidden
+    // canvas spares Chromium a composited frame per step.
+    setVisible(visible) { this.canvas().style.visibility = visible ? '' : 'hidden'; },
+    setObservation(height, width, background) { this.obs = {height, width, background, tables: null}; },
+    // The observation computed in the page, so that out_h*out_w bytes leave
+    // it instead of a PNG to decode: the canvas over the background, BT.601
+    // luma times 1000 and the separable integer resampling of
+    // qrl/kernels/preprocess.cuh (box when shrinking, bilinear with
+    // half-pixel centres when growing), rounded half up. Every intermediate
+    // is an integer below 2^53, so doubles hold it exactly and the result
+    // equals the C++ functor's bit for bit (tested against it).
+    observe() {
+      const c = this.canvas();
+      const W = c.width, H = c.height;
+      let data;
+      const ctx = c.getContext('2d');
+      if (ctx) {
+        data = ctx.getImageData(0, 0, W, H).data;
+      } else {  // a WebGL canvas: copy it to a 2D one first
+        const s = this.scratch || (this.scratch = document.createElement('canvas'));
+        s.width = W; s.height = H;
+        const sc = s.getContext('2d', {willReadFrequently: true});
+        sc.clearRect(0, 0, W, H);
+        sc.drawImage(c, 0, 0);
+        data = sc.getImageData(0, 0, W, H).data;
+      }
+      const o = this.obs;
+      if (!o.tables || o.W !== W || o.H !== H) {
+        o.W = W; o.H = H;
+        o.tables = [axis(H, o.height), axis(W, o.width)];
+        o.luma = new Float64Array(W * H);
+        o.rows = new Float64Array(H * o.width);
+      }
+      const [ys, xs] = o.tables;
+      const [br, bg, bb] = o.background;
+      const luma = o.luma;
+      for (let i = 0, p = 0; i < W * H; ++i, p += 4) {
+        const a = data[p + 3];
+        let r = data[p], gr = data[p + 1], b = data[p + 2];
+        if (a !== 255) {
+          r = Math.floor((r * a + br * (255 - a) + 127) / 255);
+          gr = Math.floor((gr * a + bg * (255 - a) + 127) / 255);
+          b = Math.floor((b * a + bb * (255 - a) + 127) / 255);
+        }
+        luma[i] = 299 * r + 587 * gr + 114 * b;
+      }
+      const rows = o.rows, ow = o.width, oh = o.height;
+      for (let y = 0; y < H; ++y) {
+        for (let x = 0; x < ow; ++x) {
+          let sum = 0;
+          for (let t = xs.first[x]; t < xs.last[x]; ++t) sum += xs.weight[x * xs.stride + t - xs.first[x]] * luma[y * W + t];
+          rows[y * ow + x] = sum;
+        }
+      }
+      const den = 1000 * ys.total * xs.total, half = Math.floor(den / 2);
+      const out = new Uint8Array(oh * ow);
+      for (let y = 0; y < oh; ++y) {
+        for (let x = 0; x < ow; ++x) {
+          let sum = 0;
+          for (let t = ys.first[y]; t < ys.last[y]; ++t) sum += ys.weight[y * ys.stride + t - ys.first[y]] * rows[t * ow + x];
+          out[y * ow + x] = Math.floor((sum + half) / den);
+        }
+      }
+      let bin = '';
+      for (let i = 0; i < out.length; i += 8192) bin += String.fromCharCode.apply(null, out.subarray(i, i + 8192));
+      return btoa(bin);
     },
     canvas() { return document.querySelector(window.__qrl_game.selector); },
     rect() {
@@ -438,10 +573,18 @@ class CanvasGame {
   env::FrameShape observation_shape() const { return {game_.observation_height, game_.observation_width, 1}; }
   env::FrameView observation() const { return {observation_.data(), observation_shape()}; }
 
-  // The last captured canvas as RGB, before preprocessing.
-  env::FrameView raw_frame() const { return {raw_.data(), raw_shape_}; }
+  // The canvas as RGB, before preprocessing, in the state of the last step.
+  // Canvas capture computes the observation in the page, so there the frame
+  // is fetched (as PNG) only when asked for.
+  env::FrameView raw_frame() {
+    if (raw_stale_) {
+      decode_canvas(evaluate("__qrl.pixels()").get_ref<const std::string&>());
+      raw_stale_ = false;
+    }
+    return {raw_.data(), raw_shape_};
+  }
   // The same frame for people and GIFs (env::RenderableEnvironment): the
-  // canvas as the last step captured it, so recording costs no extra capture.
+  // canvas in the state of the last step (with canvas capture, one readback).
   env::FrameView render_rgb() { return raw_frame(); }
   double score() const { return score_; }
   bool game_over() const { return game_over_; }
@@ -567,8 +710,12 @@ class CanvasGame {
     loaded_once_ = true;
     const std::string game_object = "window.__qrl_game = {selector: " + detail::js_string(game_.canvas) +
                                     ", score: () => (" + game_.score + "), over: () => (" + game_.game_over +
-                                    ")};\n0";
+                                    ")};\n__qrl.setObservation(" + std::to_string(game_.observation_height) + ", " +
+                                    std::to_string(game_.observation_width) + ", [" +
+                                    std::to_string(game_.background[0]) + ", " + std::to_string(game_.background[1]) +
+                                    ", " + std::to_string(game_.background[2]) + "]);\n0";
     evaluate(game_object);
+    canvas_visible_ = true;
     const cdp::Json has_canvas = evaluate("!!__qrl.canvas()");
     require(has_canvas.is_boolean() && has_canvas.get<bool>(), game_.name, ": no element matches the canvas selector '",
             game_.canvas, "' on ", game_.url, "; fix 'canvas' in the game config");
@@ -602,7 +749,7 @@ class CanvasGame {
   }
 
   void read_state() {
-    const cdp::Json r = evaluate("__qrl.step(0, false)");
+    const cdp::Json r = evaluate("__qrl.step(0, 0)");
     score_ = r[0].get<double>();
     game_over_ = r[1].get<bool>();
     frames_ = r[2].get<std::int64_t>();
@@ -615,6 +762,16 @@ class CanvasGame {
     client_->call("Input.dispatchKeyEvent", p, tab_.session_id);
   }
 
+  // Sends key events the configured way: through the browser now, or
+  // queued for the page script of the next step (pending_keys_).
+  void send_key(bool down, const detail::KeyDef& k) {
+    if (game_.key_events == KeyEvents::Browser) {
+      key_event(down ? "keyDown" : "keyUp", k);
+      return;
+    }
+    pending_keys_.push_back(cdp::Json::array({down ? "keydown" : "keyup", k.key, k.code, k.key_code, k.text}));
+  }
+
   // Holds exactly the chosen action's keys: releases the others, presses the
   // new ones. A key held over several steps is one long press, as a player's.
   void press(int action) {
@@ -622,7 +779,7 @@ class CanvasGame {
     for (auto it = held_.begin(); it != held_.end();) {
       const bool keep = std::any_of(wanted.begin(), wanted.end(), [&](const auto& k) { return k.code == it->code; });
       if (!keep) {
-        key_event("keyUp", *it);
+        send_key(false, *it);
         it = held_.erase(it);
       } else {
         ++it;
@@ -630,7 +787,7 @@ class CanvasGame {
     }
     for (const auto& k : wanted) {
       if (std::none_of(held_.begin(), held_.end(), [&](const auto& h) { return h.code == k.code; })) {
-        key_event("keyDown", k);
+        send_key(true, k);
         held_.push_back(k);
       }
     }
@@ -639,33 +796,59 @@ class CanvasGame {
   // Lets go of every held key, so the browser's keyboard state does not leak
   // into the next episode. A dead browser holds nothing.
   void release_keys() {
+    pending_keys_ = cdp::Json::array();
     try {
-      for (const auto& k : held_) key_event("keyUp", k);
+      for (const auto& k : held_) send_key(false, k);
+      if (!pending_keys_.empty()) evaluate("__qrl.step(0, 0, " + pending_keys_.dump() + ")");
     } catch (const cdp::CdpError& e) {
       if (!e.connection_lost()) throw;
     }
+    pending_keys_ = cdp::Json::array();
     held_.clear();
   }
 
+  bool canvas_capture() const { return browser_config_.capture == CaptureMode::Canvas; }
+
+  // Canvas capture reads pixels, not the screen: unless a person watches
+  // (--headful), the canvas is hidden so Chromium composites nothing.
+  void update_canvas_visibility() {
+    const bool visible = !canvas_capture() || browser_config_.headful;
+    if (visible != canvas_visible_) {
+      evaluate(std::string("__qrl.setVisible(") + (visible ? "true" : "false") + ")");
+      canvas_visible_ = visible;
+    }
+  }
+
   void advance(int frames) {
-    const bool canvas = browser_config_.capture == CaptureMode::Canvas;
-    const cdp::Json r = evaluate("__qrl.step(" + std::to_string(frames) + ", " + (canvas ? "true" : "false") + ")");
+    update_canvas_visibility();
+    const bool canvas = canvas_capture();
+    std::string call = "__qrl.step(" + std::to_string(frames) + (canvas ? ", 2" : ", 0");
+    if (!pending_keys_.empty()) call += ", " + pending_keys_.dump();
+    pending_keys_ = cdp::Json::array();
+    const cdp::Json r = evaluate(call + ")");
     score_ = r[0].get<double>();
     game_over_ = r[1].get<bool>();
     frames_ = r[2].get<std::int64_t>();
     if (canvas)
-      decode_canvas(r[3].get_ref<const std::string&>());
+      read_observation(r[3].get_ref<const std::string&>());
     else
       capture_screenshot();
-    preprocess();
   }
 
   void capture() {
-    if (browser_config_.capture == CaptureMode::Canvas)
-      decode_canvas(evaluate("__qrl.pixels()").get_ref<const std::string&>());
+    update_canvas_visibility();
+    if (canvas_capture())
+      read_observation(evaluate("__qrl.observe()").get_ref<const std::string&>());
     else
       capture_screenshot();
-    preprocess();
+  }
+
+  void read_observation(const std::string& b64) {
+    auto gray = detail::base64_decode(b64);
+    require(gray.size() == observation_.size(), game_.name, ": the page sent ", gray.size(),
+            " observation bytes, expected ", observation_.size());
+    observation_ = std::move(gray);
+    raw_stale_ = true;
   }
 
   void capture_screenshot() {
@@ -685,6 +868,8 @@ class CanvasGame {
     raw_.assign(pixels, pixels + static_cast<std::size_t>(w) * h * 3);
     stbi_image_free(pixels);
     raw_shape_ = {h, w, 3};
+    raw_stale_ = false;
+    preprocess();
   }
 
   // The canvas PNG holds straight (non-premultiplied) RGBA, as getImageData
@@ -739,6 +924,9 @@ class CanvasGame {
   env::FrameShape raw_shape_;
   std::vector<std::uint8_t> observation_;
   std::vector<detail::KeyDef> held_;  // keys held down now
+  cdp::Json pending_keys_ = cdp::Json::array();  // page-sent key events for the next step
+  bool canvas_visible_ = true;
+  bool raw_stale_ = false;  // raw_ is older than the observation (canvas capture)
   double score_ = 0;
   bool game_over_ = false;
   std::int64_t frames_ = 0;
