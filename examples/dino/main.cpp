@@ -4,6 +4,7 @@
 //   dino train --steps 200000 --run-dir runs/dino
 //   dino train --resume runs/dino    (learner exact; the interrupted game ends as truncated, docs/runs.md)
 //   dino train --config run.toml
+//   dino train --browsers 2 --capture canvas   (2 browsers stepped in parallel; no checkpoints)
 //   dino eval  --weights runs/dino/weights.safetensors --episodes 10 --json
 //   dino eval  --policy noop --episodes 3 --json
 //   dino eval  --policy random --episodes 8 --browsers 2 --json
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include <qrl/env/vector_env.hpp>
 #include <qrl/envs/dino.hpp>
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
@@ -89,15 +91,18 @@ envs::CanvasGameConfig game_config(const Options& o, std::int64_t max_steps) {
   return game;
 }
 
-std::unique_ptr<envs::CanvasGame> make_env(const Options& o, std::int64_t max_steps) {
-  envs::CanvasGameConfig game = game_config(o, max_steps);
+envs::BrowserConfig browser_config(const Options& o) {
   envs::BrowserConfig browser;
   browser.capture = envs::parse_capture_mode(o.capture);
   browser.chromium = o.chromium;
   browser.cdp_url = o.cdp;
   browser.headful = o.headful;
   if (!o.chromium.empty()) cdp::find_chromium(o.chromium);  // checked before anything else starts
-  return std::make_unique<envs::CanvasGame>(std::move(game), browser);
+  return browser;
+}
+
+std::unique_ptr<envs::CanvasGame> make_env(const Options& o, std::int64_t max_steps) {
+  return std::make_unique<envs::CanvasGame>(game_config(o, max_steps), browser_config(o));
 }
 
 template <Backend B>
@@ -110,13 +115,13 @@ template <Backend B>
 int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
   // A bad --resume fails before a browser starts.
   if (!run.resume.empty()) examples::resolve_resume(run.resume);
-  auto browser_env = make_env(o, 0);
-  const auto& game = browser_env->config();
-  const int actions = browser_env->action_count();
+  const envs::CanvasGameConfig game = game_config(o, 0);
+  const int actions = static_cast<int>(game.actions.size());
   const int height = game.observation_height;
   const int width = game.observation_width;
   Context<B> ctx;
-  rl::ReplayConfig replay_config{o.dqn.buffer_size, {height, width, 1}, o.stack};
+  // One replay stream per browser (the buffer is split between them).
+  rl::ReplayConfig replay_config{o.dqn.buffer_size, {height, width, 1}, o.stack, o.browsers};
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -129,19 +134,37 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   const rl::DqnConfig config = o.dqn.dqn_config();
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, height, width}, actions, config);
 
-  // The game's state lives in the browser and has no save_state():
-  // run_training resumes the learner exactly and restarts the game
-  // (docs/runs.md).
-  auto env = examples::record_videos(*browser_env, run, kCanvasFramesPerSecond, game.frame_skip);
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
   trainer_config.progress_interval = run.progress_interval;
-  rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+  auto report_restarts = [](int restarts) {
+    if (restarts > 0)
+      std::cout << "a browser was relaunched " << restarts
+                << " time(s); those episodes are marked truncated in episodes.csv\n";
+  };
+  if (o.browsers == 1) {
+    // The game's state lives in the browser and has no save_state():
+    // run_training resumes the learner exactly and restarts the game
+    // (docs/runs.md).
+    envs::CanvasGame browser_env(game, browser_config(o));
+    auto env = examples::record_videos(browser_env, run, kCanvasFramesPerSecond, game.frame_skip);
+    rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+    const int status = examples::run_training(ctx, trainer, run, config_toml);
+    report_restarts(browser_env.browser_restarts());
+    return status;
+  }
+  // --browsers N > 1: N browsers (or N tabs of the --cdp browser) stepped on
+  // their own threads, one batched forward pass to act for all, --steps
+  // counting env steps summed over the browsers. VectorDqnTrainer has no
+  // checkpoint state yet: run_training saves weights, logs and plots.
+  env::VectorEnv<envs::CanvasGame> browsers(o.browsers,
+                                            [&](int) { return envs::CanvasGame(game, browser_config(o)); });
+  rl::VectorDqnTrainer<B, envs::CanvasGame> trainer(browsers, agent, replay, trainer_config);
   const int status = examples::run_training(ctx, trainer, run, config_toml);
-  if (browser_env->browser_restarts() > 0)
-    std::cout << "the browser was relaunched " << browser_env->browser_restarts()
-              << " time(s); those episodes are marked truncated in episodes.csv\n";
+  int restarts = 0;
+  for (int i = 0; i < o.browsers; ++i) restarts += browsers.env(i).browser_restarts();
+  report_restarts(restarts);
   return status;
 }
 
@@ -270,7 +293,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot) or canvas (the canvas's own pixels, toDataURL PNG via Runtime.evaluate; faster)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
+    cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot, PNG) or canvas (the page computes the 80x80 observation from the canvas's pixels; several times faster, same frames)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
     cmd->add_option("--chromium", o.chromium, "Chromium executable (default: chromium on PATH)");
     cmd->add_option("--cdp", o.cdp, "Use a running browser instead of launching one: http://HOST:PORT or a ws:// DevTools URL");
     cmd->add_flag("--headful", o.headful, "Show the browser window (needs a display)");
@@ -285,6 +308,7 @@ int main(int argc, char** argv) {
   add_common(train_cmd);
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
+  train_cmd->add_option("--browsers", o.browsers, "Browsers stepped in parallel, one thread each (with --cdp: tabs of that browser); more than 1 writes no checkpoints")->check(CLI::Range(1, 64))->capture_default_str();
   examples::add_dqn_options(train_cmd, o.dqn);
 
   auto add_eval_options = [&](CLI::App* cmd) {
