@@ -27,3 +27,32 @@ function(qrl_find_cpu_dependencies)
     INTERFACE_INCLUDE_DIRECTORIES "${QRL_CBLAS_INCLUDE_DIR}")
   message(STATUS "qrl: OpenBLAS ${QRL_OPENBLAS_LIBRARY}")
 endfunction()
+
+# cuDNN for the CUDA backend, as the imported target qrl::cudnn (with the CUDA
+# toolkit's targets from find_package(CUDAToolkit)). Sets QRL_CUDNN_FOUND in
+# the caller. cuDNN ships beside the toolkit here (and in NVIDIA's
+# containers); elsewhere point CUDNN_ROOT at it. The installed config passes
+# the directories qrl was built with as extra hints.
+function(qrl_find_cuda_dependencies)
+  set(QRL_CUDNN_FOUND FALSE PARENT_SCOPE)
+  find_package(CUDAToolkit QUIET)
+  if(NOT CUDAToolkit_FOUND)
+    return()
+  endif()
+  if(TARGET qrl::cudnn)
+    set(QRL_CUDNN_FOUND TRUE PARENT_SCOPE)
+    return()
+  endif()
+  find_path(QRL_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDNN_ROOT} ENV CUDNN_ROOT ${CUDAToolkit_INCLUDE_DIRS}
+    ${QRL_CUDNN_HINTS} PATH_SUFFIXES include)
+  find_library(QRL_CUDNN_LIBRARY cudnn HINTS ${CUDNN_ROOT} ENV CUDNN_ROOT ${CUDAToolkit_LIBRARY_DIR}
+    ${CUDAToolkit_LIBRARY_ROOT} ${QRL_CUDNN_HINTS} PATH_SUFFIXES lib lib64 lib/x64)
+  if(NOT QRL_CUDNN_INCLUDE_DIR OR NOT QRL_CUDNN_LIBRARY)
+    return()
+  endif()
+  add_library(qrl::cudnn UNKNOWN IMPORTED GLOBAL)
+  set_target_properties(qrl::cudnn PROPERTIES
+    IMPORTED_LOCATION "${QRL_CUDNN_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${QRL_CUDNN_INCLUDE_DIR}")
+  set(QRL_CUDNN_FOUND TRUE PARENT_SCOPE)
+endfunction()

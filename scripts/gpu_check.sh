@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the CUDA backend still has to show on a machine with a GPU:
-# the cuda-labelled tests, compute-sanitizer memcheck on the parity tests,
+# the cuda-labelled tests, the examples' --backend cuda and the installed
+# qrl::cuda, compute-sanitizer memcheck on the parity tests,
 # and the benchmarks (qrl and, if a CUDA PyTorch is installed, PyTorch).
 #   scripts/gpu_check.sh [build-dir]      (default build-gpu)
 set -euo pipefail
@@ -13,6 +14,9 @@ cmake --build "$build" -j "$(nproc)"
 # A skip here means the device was not usable: treat it as a failure.
 ctest --test-dir "$build" -L cuda --output-on-failure | tee "$build/ctest-cuda.txt"
 if grep -q "(Skipped)" "$build/ctest-cuda.txt"; then echo "gpu_check: CUDA tests were skipped on a GPU machine" >&2; exit 1; fi
+# --backend cuda of the examples (short runs on this GPU) and the installed
+# qrl::cuda (its consumer compares Q-values with the CPU's).
+ctest --test-dir "$build" -R '^(install\.consumer_project|cli\.(flappy|atari)_)' --output-on-failure
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$sanitizer" ]; then
   "$sanitizer" --tool memcheck --error-exitcode 1 "$build/tests/test_cuda"

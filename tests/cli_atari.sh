@@ -14,6 +14,10 @@ expect_error "unknown game 'pongg'; the games in" eval --game pongg --policy ran
 expect_error "space_invaders" eval --game pongg --policy random
 expect_error "does not exist" eval --rom "$work/missing.bin" --policy random
 expect_error "needs --weights" eval --game pong --episodes 1
+# --backend cuda: one clear line without a GPU (or CUDA in the build), a run with one.
+check_cuda_backend eval --game pong --policy random --episodes 1 --max-episode-steps 50 --json
+check_cuda_backend train --game pong --steps 120 --learning-starts 100 --buffer-size 500 --batch-size 8 --record off \
+  --run-dir "$work/cuda_run"
 expect_error "cannot hold 8 streams" train --game pong --envs 8 --buffer-size 64 --stack 16 --steps 10
 
 # Two envs on two threads, episodes cut at 150 steps.

@@ -15,12 +15,7 @@ expect_error "needs --weights" eval --episodes 1
 expect_error "frame-size" eval --policy random --frame-size 81
 # Without a GPU (or a build without CUDA) --backend cuda is one clear line;
 # with one it must simply work.
-if nvidia-smi -L >/dev/null 2>&1; then
-  "$flappy" eval --policy random --backend cuda --episodes 1 --json >"$work/cuda.txt" 2>&1 ||
-    fail "eval --backend cuda failed on a GPU machine: $(cat "$work/cuda.txt")"
-else
-  expect_error "no CUDA \\(backend\\|device\\)" eval --policy random --backend cuda --episodes 1
-fi
+check_cuda_backend eval --policy random --episodes 1 --json
 
 "$flappy" eval --policy random --episodes 3 --seed 5 --json >"$work/random.txt" || fail "random eval failed"
 tail -n 1 "$work/random.txt" | python3 -c '

@@ -19,6 +19,18 @@ expect_error() {
   [ "$(wc -l <"$work/err")" -eq 1 ] || fail "'$*' printed more than one error line: $(cat "$work/err")"
 }
 
+# check_cuda_backend args...: `program args... --backend cuda` must work on a
+# machine with an NVIDIA GPU, and elsewhere (no device, or a build without
+# CUDA) stop with one error line that says so.
+check_cuda_backend() {
+  if nvidia-smi -L >/dev/null 2>&1; then
+    "$program" "$@" --backend cuda >"$work/cuda.txt" 2>&1 ||
+      fail "'$* --backend cuda' failed on a GPU machine: $(tail -n 5 "$work/cuda.txt")"
+  else
+    expect_error "--backend cuda: .*no CUDA \\(backend\\|device\\)" "$@" --backend cuda
+  fi
+}
+
 # gif_shape FILE: prints "WIDTH HEIGHT FRAMES" of a GIF, read block by block
 # (independently of giflib, which wrote it); fails on a malformed file.
 gif_shape() {

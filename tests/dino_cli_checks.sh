@@ -17,6 +17,8 @@ expect_error "sudo apt-get install chromium" eval --policy noop --chromium "$wor
 expect_error "cannot reach the DevTools endpoint" eval --policy noop --cdp http://127.0.0.1:9
 expect_error "expected http://HOST:PORT or a ws://" eval --policy noop --cdp localhost:9222
 expect_error "needs --weights" eval --episodes 1
+# --backend cuda: one clear line without a GPU (or CUDA in the build), a run with one.
+check_cuda_backend eval --policy noop --episodes 1 --max-steps 50 --capture canvas --json
 expect_error "capture" eval --policy noop --capture video
 
 "$dino" eval --policy noop --episodes 2 --seed 3 --capture canvas --json >"$work/noop.txt" 2>"$work/noop.err" ||

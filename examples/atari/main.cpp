@@ -21,6 +21,7 @@
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
 
+#include "../common/backend_choice.hpp"
 #include "../common/dqn_options.hpp"
 #include "../common/example_support.hpp"
 #include "../common/training_run.hpp"
@@ -242,12 +243,6 @@ int eval(const Options& o, bool play) {
   return 0;
 }
 
-template <class Fn>
-int with_backend(const std::string& backend, Fn&& fn) {
-  if (backend == "cpu") return fn(cpu{});
-  fail("--backend ", backend, ": this build has no CUDA backend yet; use --backend cpu");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -260,7 +255,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
-    cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    examples::add_backend_option(cmd, o.backend);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--game", o.game, "Game by ROM name (pong, breakout, space_invaders, ...)")->capture_default_str();
     cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
@@ -298,7 +293,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'atari train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("atari", app, argc, argv, [&] {
-    return with_backend(o.backend, [&](auto tag) {
+    return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);

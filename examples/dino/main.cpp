@@ -27,6 +27,7 @@
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
 
+#include "../common/backend_choice.hpp"
 #include "../common/dqn_options.hpp"
 #include "../common/example_support.hpp"
 #include "../common/training_run.hpp"
@@ -269,12 +270,6 @@ int eval(const Options& o, bool play) {
   return 0;
 }
 
-template <class Fn>
-int with_backend(const std::string& backend, Fn&& fn) {
-  if (backend == "cpu") return fn(cpu{});
-  fail("--backend ", backend, ": this build has no CUDA backend yet; use --backend cpu");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -288,7 +283,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
-    cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    examples::add_backend_option(cmd, o.backend);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
@@ -329,7 +324,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'dino train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("dino", app, argc, argv, [&] {
-    return with_backend(o.backend, [&](auto tag) {
+    return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);

@@ -14,10 +14,8 @@
 #include <qrl/envs/flappy_bird.hpp>
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
-#if defined(QRL_HAVE_CUDA)
-#include <qrl/backend/cuda.hpp>
-#endif
 
+#include "../common/backend_choice.hpp"
 #include "../common/dqn_options.hpp"
 #include "../common/example_support.hpp"
 #include "../common/training_run.hpp"
@@ -150,21 +148,6 @@ int eval(const Options& o, bool play) {
   return 0;
 }
 
-template <class Fn>
-int with_backend(const std::string& backend, Fn&& fn) {
-  if (backend == "cpu") return fn(cpu{});
-#if defined(QRL_HAVE_CUDA)
-  // Checked before anything is built, so a machine without a GPU gets one
-  // line instead of an error from deep inside the first allocation.
-  const std::string reason = cuda_unavailable_reason();
-  if (!reason.empty()) fail("--backend cuda: ", reason);
-  return fn(cuda{});
-#else
-  fail("--backend ", backend, ": this build has no CUDA backend (configure with CUDA and cuDNN installed, "
-       "QRL_ENABLE_CUDA=ON); use --backend cpu");
-#endif
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -176,7 +159,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
   auto add_common = [&](CLI::App* cmd) {
-    cmd->add_option("--backend", o.backend, "Compute backend")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    examples::add_backend_option(cmd, o.backend);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square)")->check(CLI::IsMember({80, 84}))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
@@ -208,7 +191,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'flappy train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("flappy", app, argc, argv, [&] {
-    return with_backend(o.backend, [&](auto tag) {
+    return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
