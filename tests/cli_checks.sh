@@ -11,7 +11,7 @@ flappy=$program
 
 expect_error "not expected" train --bogus-flag
 expect_error "no such file" eval --weights "$work/missing.safetensors"
-expect_error "needs --weights" eval --episodes 1
+QRL_MODELS_DIR="$work/no-models" expect_error "no shipped weights" eval --episodes 1
 expect_error "frame-size" eval --policy random --frame-size 81
 # Without a GPU (or a build without CUDA) --backend cuda is one clear line;
 # with one it must simply work.

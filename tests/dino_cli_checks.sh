@@ -16,7 +16,7 @@ expect_error "cannot open the game config" eval --policy noop --game-config "$wo
 expect_error "sudo apt-get install chromium" eval --policy noop --chromium "$work/no-chromium"
 expect_error "cannot reach the DevTools endpoint" eval --policy noop --cdp http://127.0.0.1:9
 expect_error "expected http://HOST:PORT or a ws://" eval --policy noop --cdp localhost:9222
-expect_error "needs --weights" eval --episodes 1
+QRL_MODELS_DIR="$work/no-models" expect_error "no shipped weights" eval --episodes 1
 # --backend cuda: one clear line without a GPU (or CUDA in the build), a run with one.
 check_cuda_backend eval --policy noop --episodes 1 --max-steps 50 --capture canvas --json
 expect_error "capture" eval --policy noop --capture video

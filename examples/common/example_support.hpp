@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -118,6 +119,35 @@ int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& b
     std::cerr << program << ": error: " << e.what() << '\n';
     return 1;
   }
+}
+
+// The weights shipped in the repository's models/ folder (model cards in
+// docs/results.md): what play and eval use when no --weights is given.
+// QRL_MODELS_DIR is set by examples/CMakeLists.txt to the source tree's
+// models/; $QRL_MODELS_DIR overrides it (an installed or moved copy).
+inline std::string shipped_weights_path(const std::string& model) {
+  const char* from_env = std::getenv("QRL_MODELS_DIR");
+#ifdef QRL_MODELS_DIR
+  const std::string dir = from_env && *from_env ? from_env : QRL_MODELS_DIR;
+#else
+  const std::string dir = from_env && *from_env ? from_env : "models";
+#endif
+  return (std::filesystem::path(dir) / (model + ".safetensors")).string();
+}
+
+// --weights for play and eval: the user's file, else the shipped one, with
+// an error that says what to do when there is none.
+inline std::string agent_weights(const std::string& given, const std::string& model, const std::string& program) {
+  if (!given.empty()) {
+    require(std::filesystem::exists(given), given, ": no such file (check --weights)");
+    return given;
+  }
+  const std::string shipped = shipped_weights_path(model);
+  require(std::filesystem::exists(shipped), "no --weights given and no shipped weights at ", shipped,
+          " (train an agent with '", program, " train' and pass its RUN_DIR/weights.safetensors, or use --policy "
+          "random or noop)");
+  std::cerr << program << ": using the shipped weights " << shipped << " (docs/results.md)\n";
+  return shipped;
 }
 
 }  // namespace qrl::examples

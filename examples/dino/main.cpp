@@ -308,7 +308,7 @@ int main(int argc, char** argv) {
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
-    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'");
+    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
     cmd->add_option("--browsers", o.browsers, "Browsers playing episodes at once (scores do not depend on it)")->check(CLI::Range(1, 64))->capture_default_str();
@@ -328,8 +328,11 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
-      // load_weights reports a missing file too, but other policies never load it.
-      if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      // The agent plays the shipped weights unless --weights names others.
+      if (o.policy == "agent")
+        o.weights = examples::agent_weights(o.weights, o.game_config.empty() ? std::string("dino") : fs::path(o.game_config).stem().string(), "dino");
+      else if (!o.weights.empty())
+        require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
   });

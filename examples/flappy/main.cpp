@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
-    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'");
+    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
     cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -195,8 +195,11 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
-      // load_weights reports a missing file too, but --policy random never loads it.
-      if (!o.weights.empty()) require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      // The agent plays the shipped weights unless --weights names others.
+      if (o.policy == "agent")
+        o.weights = examples::agent_weights(o.weights, "flappy", "flappy");
+      else if (!o.weights.empty())
+        require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
   });
