@@ -7,6 +7,7 @@
 #include <qrl/rl/checkpoint.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -139,6 +140,53 @@ TEST_SUITE("atari") {
     CHECK(env_return == raw_return);
     // Not a blank screen: bricks, walls and the paddle give several gray levels.
     CHECK(levels.size() >= 5);
+  }
+
+  TEST_CASE("the observation kernel equals the shared functor on every code path and size") {
+    // Synthetic screens over all 256 byte values and a scrambled palette
+    // (odd and high indices included), plus all-white screens for the
+    // largest sums. Path::Auto is the AVX-512 code where compiled in.
+    using qrl::envs::AtariObservation;
+    INFO("vector palette: " << AtariObservation::vector_palette());
+    qrl::Rng rng(17);
+    std::array<std::uint8_t, 256> gray{};
+    for (auto& g : gray) g = static_cast<std::uint8_t>(rng.uniform_index(256));
+    gray[0] = 0;
+    gray[255] = 255;
+    std::vector<std::uint8_t> a(AtariObservation::kScreenBytes), b(a.size());
+    for (int size : {84, 83, 64, 41, 40, 21, 160, 1}) {
+      CAPTURE(size);
+      AtariObservation scalar(size, gray), automatic(size, gray);
+      if (size >= 41) CHECK(automatic.vector_columns() == AtariObservation::vector_palette());
+      for (int round = 0; round < 4; ++round) {
+        CAPTURE(round);
+        if (round == 3) {
+          std::fill(a.begin(), a.end(), std::uint8_t{255});
+          std::fill(b.begin(), b.end(), std::uint8_t{255});
+        } else {
+          for (auto& p : a) p = static_cast<std::uint8_t>(rng.uniform_index(256));
+          // Mostly equal screens, as consecutive frames are.
+          for (std::size_t i = 0; i < b.size(); ++i) b[i] = rng.uniform_index(4) == 0 ? static_cast<std::uint8_t>(rng.uniform_index(256)) : a[i];
+        }
+        scalar.compute(a.data(), b.data(), AtariObservation::Path::Scalar);
+        automatic.compute(a.data(), b.data(), AtariObservation::Path::Auto);
+        std::vector<std::uint8_t> max(a.size());
+        for (std::size_t i = 0; i < a.size(); ++i) max[i] = std::max(gray[a[i]], gray[b[i]]);
+        double norm = 0.0;
+        for (auto p : max) norm += p;
+        REQUIRE(norm > 0.0);
+        REQUIRE(scalar.max_screen() == max);
+        REQUIRE(automatic.max_screen() == max);
+        qrl::env::PreprocessSpec spec;
+        spec.layout = qrl::env::PixelLayout::Gray;
+        spec.out_height = spec.out_width = size;
+        std::vector<std::uint8_t> functor(static_cast<std::size_t>(size) * size);
+        qrl::env::preprocess(qrl::env::FrameView{max.data(), {Atari::kScreenHeight, Atari::kScreenWidth, 1}}, spec,
+                             functor.data());
+        REQUIRE(scalar.pixels() == functor);
+        REQUIRE(automatic.pixels() == functor);
+      }
+    }
   }
 
   TEST_CASE("a seed and the actions fix an episode with sticky actions on") {

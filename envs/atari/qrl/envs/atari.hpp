@@ -29,7 +29,7 @@
 #include <qrl/env/env.hpp>
 #include <qrl/io/state_json.hpp>
 #include <qrl/env/preprocess.hpp>
-#include <qrl/kernels/preprocess.cuh>
+#include <qrl/envs/atari_observation.hpp>
 
 namespace qrl::envs {
 
@@ -147,14 +147,14 @@ class Atari {
     // ALE's gray palette as a table over screen bytes, read through ALE's
     // own conversion, so screens can be kept as raw bytes and converted once
     // in the fused max below.
-    std::array<std::uint8_t, 256> index{};
+    std::array<std::uint8_t, 256> index{}, gray_of{};
     for (int i = 0; i < 256; ++i) index[i] = static_cast<std::uint8_t>(i);
-    ale_->theOSystem->colourPalette().applyPaletteGrayscale(gray_of_.data(), index.data(), index.size());
+    ale_->theOSystem->colourPalette().applyPaletteGrayscale(gray_of.data(), index.data(), index.size());
+    observer_.emplace(config_.screen_size, gray_of);
     actions_ = config_.full_action_set ? ale_->getLegalActionSet() : ale_->getMinimalActionSet();
     const std::size_t screen = static_cast<std::size_t>(kScreenHeight) * kScreenWidth;
     frames_[0].resize(screen);
     frames_[1].resize(screen);
-    observation_.resize(static_cast<std::size_t>(config_.screen_size) * config_.screen_size);
   }
 
   // Starts a new game. The seed fixes ALE's sticky-action stream and the
@@ -186,8 +186,11 @@ class Atari {
   env::StepResult step(int action) {
     require(started_, "Atari::step: no episode yet; call reset(seed) first");
     require(!done_, "Atari::step: the episode is over (terminated or truncated); call reset(seed) before stepping");
-    require(action >= 0 && action < action_count(), "Atari::step: action ", action, " is outside [0, ",
-            action_count(), ") for ", game_name());
+    // Not require(): its message arguments, game_name() among them, would
+    // be built on every step.
+    if (action < 0 || action >= action_count()) {
+      fail("Atari::step: action ", action, " is outside [0, ", action_count(), ") for ", game_name());
+    }
     env::StepResult result;
     const ale::Action ale_action = actions_[static_cast<std::size_t>(action)];
     bool ended = false;
@@ -230,7 +233,7 @@ class Atari {
 
   int action_count() const { return static_cast<int>(actions_.size()); }
   env::FrameShape observation_shape() const { return {config_.screen_size, config_.screen_size, 1}; }
-  env::FrameView observation() const { return {observation_.data(), observation_shape()}; }
+  env::FrameView observation() const { return {observer_->pixels().data(), observation_shape()}; }
 
   // The spec that turns the max-pooled 210x160 gray screen into the
   // observation: the shared preprocessing functor, box-filtered like
@@ -257,7 +260,7 @@ class Atari {
 
   // The pixelwise max of the two screens the observation was made from:
   // env::preprocess(max_screen(), observation_spec()) is the observation.
-  env::FrameView max_screen() const { return {max_.data(), {kScreenHeight, kScreenWidth, 1}}; }
+  env::FrameView max_screen() const { return {observer_->max_screen().data(), {kScreenHeight, kScreenWidth, 1}}; }
 
   int lives() const { return ale_->lives(); }
   std::int64_t episode_steps() const { return steps_; }
@@ -349,79 +352,8 @@ class Atari {
     std::memcpy(frames_[slot].data(), screen.getArray(), frames_[slot].size());
   }
 
-  // The shared functor's box filter (env::preprocess with observation_spec()),
-  // regrouped: its integer tap weights are tabulated once per axis and the
-  // max of the two screens is taken while resampling rows. Same integers,
-  // same rounding, so the bytes equal env::preprocess of the max screen (the
-  // tests check every step); calling the functor per pixel recomputes the
-  // taps and weights and cost as much as the emulation itself.
-  struct AxisTable {
-    std::vector<int> first, count;
-    std::vector<std::uint32_t> weights;  // count[o] weights per output, packed
-    std::vector<int> offset;
-    std::uint64_t total = 0;
-  };
-
-  static AxisTable tabulate(int src, int out) {
-    const kernels::AxisResampler axis{src, out};
-    AxisTable table;
-    table.total = axis.total_weight();
-    for (int o = 0; o < out; ++o) {
-      int first = 0, last = 0;
-      axis.taps(o, first, last);
-      table.first.push_back(first);
-      table.count.push_back(last - first);
-      table.offset.push_back(static_cast<int>(table.weights.size()));
-      for (int i = first; i < last; ++i) table.weights.push_back(axis.weight(o, i));
-    }
-    return table;
-  }
-
-  void observe() {
-    const int out = config_.screen_size;
-    if (rows_.first.empty()) {
-      rows_ = tabulate(kScreenHeight, out);
-      cols_ = tabulate(kScreenWidth, out);
-      column_pass_.resize(kScreenWidth);
-    }
-    // Gray of both screens and their max, in one pass. Local restrict
-    // pointers: through members the compiler must assume every byte store
-    // may change the vectors, and would neither hoist nor vectorise.
-    {
-      const std::uint8_t* __restrict a = frames_[0].data();
-      const std::uint8_t* __restrict b = frames_[1].data();
-      const std::uint8_t* __restrict gray = gray_of_.data();
-      std::uint8_t* __restrict m = max_.data();
-      const std::size_t n = max_.size();
-      for (std::size_t i = 0; i < n; ++i) m[i] = std::max(gray[a[i]], gray[b[i]]);
-    }
-    // Rows first (vectorises across the 160 columns), then columns. Sums fit
-    // in 32 bits: 255 * 210 * 160 < 2^24.
-    const auto total = static_cast<std::uint32_t>(rows_.total * cols_.total);
-    const std::uint64_t reciprocal = (std::uint64_t{1} << 48) / (2 * total) + 1;
-    std::uint32_t* __restrict acc = column_pass_.data();
-    for (int y = 0; y < out; ++y) {
-      std::fill(acc, acc + kScreenWidth, 0u);
-      const std::uint32_t* wy = rows_.weights.data() + rows_.offset[y];
-      for (int k = 0; k < rows_.count[y]; ++k) {
-        const std::uint8_t* __restrict src = max_.data() + static_cast<std::size_t>(rows_.first[y] + k) * kScreenWidth;
-        const std::uint32_t w = wy[k];
-        for (int x = 0; x < kScreenWidth; ++x) acc[x] += w * src[x];
-      }
-      std::uint8_t* dst = observation_.data() + static_cast<std::size_t>(y) * out;
-      for (int x = 0; x < out; ++x) {
-        const std::uint32_t* wx = cols_.weights.data() + cols_.offset[x];
-        const std::uint32_t* src = acc + cols_.first[x];
-        std::uint32_t sum = 0;
-        for (int k = 0; k < cols_.count[x]; ++k) sum += wx[k] * src[k];
-        // Round half up, as the functor does: (2 sum + total) / (2 total),
-        // by a multiply with a 48-bit reciprocal. Exact: the numerator is
-        // below 2^25, so the reciprocal's error stays under 2^-23, less than
-        // a fractional part can lack to reach the next integer (1 / 67200).
-        dst[x] = static_cast<std::uint8_t>((static_cast<std::uint64_t>(2 * sum + total) * reciprocal) >> 48);
-      }
-    }
-  }
+  // The observation of the two kept screens (gray, max, box filter).
+  void observe() { observer_->compute(frames_[0].data(), frames_[1].data()); }
 
   AtariConfig config_;
   std::string rom_;
@@ -429,12 +361,8 @@ class Atari {
   ale::ALEState start_;
   std::vector<ale::Action> actions_;
   std::vector<unsigned char> frames_[2];
-  AxisTable rows_, cols_;
-  std::vector<std::uint32_t> column_pass_;
-  std::array<std::uint8_t, 256> gray_of_{};
+  std::optional<AtariObservation> observer_;
   std::vector<unsigned char> rgb_, gray_;
-  std::vector<std::uint8_t> max_ = std::vector<std::uint8_t>(static_cast<std::size_t>(kScreenHeight) * kScreenWidth);
-  std::vector<std::uint8_t> observation_;
   int lives_ = 0;
   std::int64_t steps_ = 0;
   double score_ = 0.0;
