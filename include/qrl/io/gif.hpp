@@ -2,10 +2,14 @@
 // Animated GIFs through giflib (link with -lgif, CMake: GIF::GIF). Frames are
 // 8-bit RGB; each gets its own palette: the exact colours when a frame has at
 // most 256 (the flat-coloured games qrl ships), else a 3-3-2 bit cube.
+#include <fcntl.h>
 #include <gif_lib.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <unordered_map>
@@ -23,8 +27,13 @@ class GifWriter {
       : path_(path), width_(width), height_(height), delay_cs_(delay_cs) {
     require(width > 0 && height > 0 && width <= 65535 && height <= 65535, path.string(), ": GIF size ", width, "x",
             height, " is out of range");
+    // Opened here rather than by EGifOpenFileName, which creates files
+    // readable by their owner only (0600); this leaves the mode to the umask.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    require(fd >= 0, "cannot write ", path.string(), ": ", std::strerror(errno));
     int error = 0;
-    gif_ = EGifOpenFileName(path.c_str(), false, &error);
+    gif_ = EGifOpenFileHandle(fd, &error);
+    if (gif_ == nullptr) ::close(fd);
     require(gif_ != nullptr, "cannot write ", path.string(), ": ", GifErrorString(error));
     EGifSetGifVersion(gif_, true);  // GIF89a: needed for delays and looping
     check(EGifPutScreenDesc(gif_, width, height, 8, 0, nullptr), "screen descriptor");

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A shipped model (models/NAME.safetensors, docs/results.md) loads and its
+# agent beats the random policy by a wide margin on a few seeded episodes.
+#   shipped_model_check.sh PROGRAM EPISODES MARGIN [eval flags...]
+# Passes when the agent's mean score is at least MARGIN times the random
+# policy's (and at least MARGIN when random scores 0) on the same seeds.
+# The seeds (2000 + k) are neither training seeds (64-bit draws) nor the
+# model cards' evaluation seeds (1000 + k).
+set -uo pipefail
+program=$1 episodes=$2 margin=$3
+shift 3
+mean() { python3 -c 'import json, sys; print(json.loads(sys.stdin.read().splitlines()[-1])["mean_score"])'; }
+agent=$("$program" eval --episodes "$episodes" --seed 2000 --json "$@" | mean) || { echo "FAIL: the agent's eval failed"; exit 1; }
+random=$("$program" eval --policy random --episodes "$episodes" --seed 2000 --json "$@" | mean) || { echo "FAIL: the random eval failed"; exit 1; }
+echo "$(basename "$program"): shipped agent mean score $agent, random policy $random ($episodes seeded episodes)"
+python3 - "$agent" "$random" "$margin" <<'PY'
+import math, sys
+agent, random, margin = map(float, sys.argv[1:])
+if not (math.isfinite(agent) and agent >= margin * max(random, 1.0)):
+    print(f"FAIL: the agent ({agent}) does not beat the random policy ({random}) by {margin}x")
+    sys.exit(1)
+PY
