@@ -82,7 +82,7 @@ expect_error "no such run or checkpoint directory" train --resume "$work/nowhere
 for flag in --resume --config --checkpoint-interval --keep-checkpoints --stop-after --record train eval play plot; do
   grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"
 done
-"$dino" play --help | grep -q "toDataURL" || fail "play --help does not say how --capture canvas reads the canvas"
+"$dino" play --help | grep -q "computes the 80x80 observation" || fail "play --help does not say how --capture canvas reads the canvas"
 
 "$dino" play --policy noop --episodes 1 --seed 3 --capture canvas --gif "$work/play.gif" >"$work/play.txt" 2>&1 ||
   fail "play --gif failed: $(cat "$work/play.txt")"
