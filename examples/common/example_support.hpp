@@ -135,13 +135,16 @@ inline std::string shipped_weights_path(const std::string& model) {
   return (std::filesystem::path(dir) / (model + ".safetensors")).string();
 }
 
-// --weights for play and eval: the user's file, else the shipped one, with
-// an error that says what to do when there is none.
-inline std::string agent_weights(const std::string& given, const std::string& model, const std::string& program) {
+// --weights for play and eval: the agent plays the user's file, else the
+// shipped one, with an error that says what to do when there is none; other
+// policies load nothing, but a --weights they were given must exist.
+inline std::string eval_weights(const std::string& policy, const std::string& given, const std::string& model,
+                                const std::string& program) {
   if (!given.empty()) {
     require(std::filesystem::exists(given), given, ": no such file (check --weights)");
     return given;
   }
+  if (policy != "agent") return given;
   const std::string shipped = shipped_weights_path(model);
   require(std::filesystem::exists(shipped), "no --weights given and no shipped weights at ", shipped,
           " (train an agent with '", program, " train' and pass its RUN_DIR/weights.safetensors, or use --policy "

@@ -195,11 +195,7 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
-      // The agent plays the shipped weights unless --weights names others.
-      if (o.policy == "agent")
-        o.weights = examples::agent_weights(o.weights, "flappy", "flappy");
-      else if (!o.weights.empty())
-        require(fs::exists(o.weights), o.weights, ": no such file (check --weights)");
+      o.weights = examples::eval_weights(o.policy, o.weights, "flappy", "flappy");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
   });

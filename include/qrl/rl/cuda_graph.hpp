@@ -98,8 +98,9 @@ class DqnUpdateGraph {
     adam_params_.extra = nullptr;
   }
 
-  // A captured triple-chevron launch reports its host stub; accept the driver's
-  // function handle for it too, which some runtime versions report instead.
+  // A captured kernel launch names the kernel by its host-side entry point;
+  // some runtime versions give the driver's function handle instead, so
+  // both are accepted.
   static bool is_adam(const void* func) {
     const void* entry = kernels::adam_kernel_entry();
     if (func == entry) return true;
