@@ -68,7 +68,7 @@ cmp -s "$work/run/episodes.csv" "$work/split/episodes.csv" 2>/dev/null || [ ! -s
 expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
 
 "$atari" --help >"$work/help.txt" 2>&1 && "$atari" train --help >>"$work/help.txt" 2>&1 || fail "--help failed"
-for flag in --resume --config --checkpoint-interval --keep-checkpoints --stop-after --record train eval play plot; do
+for flag in --resume --config --checkpoint-interval --keep-checkpoints --keep-weights --stop-after --record train eval play plot; do
   grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"
 done
 

@@ -57,7 +57,8 @@ py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3  # Debian's, which ma
 # Exact resume through the CLI: 400 steps straight == 250 (--stop-after) + --resume.
 small=(--steps 400 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 --progress-interval 200
        --checkpoint-interval 200 --epsilon-start 1 --epsilon-end 0.5 --record every:5)
-"$flappy" train "${small[@]}" --run-dir "$work/straight" >"$work/straight.txt" 2>&1 || fail "straight run failed"
+"$flappy" train "${small[@]}" --run-dir "$work/straight" --keep-weights >"$work/straight.txt" 2>&1 ||
+  fail "straight run failed"
 "$flappy" train "${small[@]}" --run-dir "$work/split" --stop-after 250 >"$work/split1.txt" 2>&1 || fail "first half failed"
 grep -q "continue with --resume" "$work/split1.txt" || fail "--stop-after did not say how to continue"
 "$flappy" train --resume "$work/split" >"$work/split2.txt" 2>&1 || fail "resume failed: $(tail -n 3 "$work/split2.txt")"
@@ -69,6 +70,15 @@ done
 cmp -s "$work/straight/episodes.csv" "$work/split/episodes.csv" ||
   [ "$(cut -d, -f1-6 "$work/straight/episodes.csv")" = "$(cut -d, -f1-6 "$work/split/episodes.csv")" ] ||
   fail "episodes.csv of the resumed run differs"
+
+# --keep-weights: every checkpoint's weights stay, the newest equal to weights.safetensors.
+[ "$(ls "$work/straight/weights")" = "$(printf 'step_000000000200.safetensors\nstep_000000000400.safetensors')" ] ||
+  fail "--keep-weights kept: $(ls "$work/straight/weights" | tr '\n' ' ')"
+cmp -s "$work/straight/weights/step_000000000400.safetensors" "$work/straight/weights.safetensors" ||
+  fail "--keep-weights: the step-400 weights differ from weights.safetensors"
+cmp -s "$work/straight/weights/step_000000000200.safetensors" "$work/straight/weights.safetensors" &&
+  fail "--keep-weights: the step-200 file holds the final weights"
+[ -e "$work/split/weights" ] && fail "weights/ written without --keep-weights"
 
 # A damaged newest checkpoint is refused, not skipped.
 frames="$work/split/checkpoints/step_000000000400/arrays/replay.frames.00000.bin"

@@ -79,7 +79,7 @@ PY
 expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
 
 "$dino" --help >"$work/help.txt" 2>&1 && "$dino" train --help >>"$work/help.txt" 2>&1 || fail "--help failed"
-for flag in --resume --config --checkpoint-interval --keep-checkpoints --stop-after --record train eval play plot; do
+for flag in --resume --config --checkpoint-interval --keep-checkpoints --keep-weights --stop-after --record train eval play plot; do
   grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"
 done
 "$dino" play --help | grep -q "computes the 80x80 observation" || fail "play --help does not say how --capture canvas reads the canvas"

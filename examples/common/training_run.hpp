@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -38,6 +39,7 @@ struct RunOptions {
   std::int64_t progress_interval = 10000;
   std::int64_t checkpoint_interval = 50000;
   int keep_checkpoints = 3;
+  bool keep_weights = false;               // also keep every checkpoint's weights in RUN_DIR/weights/
   std::int64_t stop_after = 0;             // stop (with a checkpoint) after this many steps of this invocation
   std::string record = "cubic";            // GIF trigger: cubic | every:N | off
   bool force_memory = false;
@@ -58,6 +60,9 @@ inline void add_run_options(CLI::App* cmd, RunOptions& o) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0 = all)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_flag("--keep-weights", o.keep_weights,
+                "Also keep the weights of every checkpoint as RUN_DIR/weights/step_N.safetensors, never pruned, to "
+                "pick the best snapshot on validation seeds later (DQN's snapshots differ a lot)");
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop with a checkpoint after this many steps of this invocation (0 = run to --steps); "
                   "continue with --resume")
@@ -362,8 +367,13 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
   auto checkpoint = [&](const std::string& name = {}) {
     fs::path dir;
     if constexpr (checkpointed) dir = rl::save_checkpoint(checkpoints, trainer, ctx, run_config, ck_options, name);
-    nn::save_weights(ctx, trainer.agent().online(), run_dir / "weights.safetensors",
-                     {{"step", std::to_string(trainer.step())}});
+    const std::map<std::string, std::string> metadata{{"step", std::to_string(trainer.step())}};
+    nn::save_weights(ctx, trainer.agent().online(), run_dir / "weights.safetensors", metadata);
+    if (o.keep_weights && name.empty()) {
+      fs::create_directories(run_dir / "weights");
+      nn::save_weights(ctx, trainer.agent().online(),
+                       run_dir / "weights" / (rl::checkpoint_name(trainer.step()) + ".safetensors"), metadata);
+    }
     tb.flush();
     q_csv.flush();
     write_plots(run_dir);
