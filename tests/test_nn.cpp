@@ -122,6 +122,64 @@ TEST_CASE_TEMPLATE_DEFINE("Conv2d gradients match finite differences", B, conv_g
   }
 }
 
+// The convolution written as its definition, in double: y[n,o,i,j] = b[o] +
+// sum over c, kh, kw of w[o,c,kh,kw] * x[n,c,i*s+kh-pad_top,j*s+kw-pad_left],
+// zero outside the image. Geometries cover kernels wider than the stride
+// (overlap), narrower (gaps), padding on one or both sides and odd sizes.
+TEST_CASE_TEMPLATE_DEFINE("Conv2d forward equals the direct convolution sum", B, conv_direct) {
+  if (!test::backend_available<B>()) return;
+  struct Case {
+    int in_c, out_c, kernel, stride;
+    Padding padding;
+    Shape in;
+  };
+  const Case cases[] = {
+      {2, 3, 3, 1, Padding::valid, {2, 2, 6, 5}},  {3, 2, 4, 2, Padding::same, {2, 3, 7, 8}},
+      {2, 4, 8, 4, Padding::same, {2, 2, 13, 11}}, {4, 5, 8, 4, Padding::valid, {3, 4, 20, 21}},
+      {1, 2, 1, 3, Padding::same, {2, 1, 7, 10}},  {2, 3, 5, 1, Padding::same, {1, 2, 4, 9}},
+      {3, 2, 2, 3, Padding::valid, {2, 3, 11, 8}}, {2, 2, 7, 2, Padding::same, {1, 2, 3, 3}},
+  };
+  Context<B> ctx;
+  Rng rng(99);
+  for (const auto& c : cases) {
+    nn::Conv2d<B> conv(c.in_c, c.out_c, c.kernel, c.stride, c.padding);
+    conv.initialize(ctx, rng, nn::Init::pytorch_default);
+    auto params = conv.parameters();
+    const auto w = to_host(ctx, *params[0].value);
+    auto bias = test::random_vector(static_cast<std::size_t>(c.out_c), rng);
+    upload<B, float>(ctx, bias, *params[1].value);
+    const auto x = test::random_vector(static_cast<std::size_t>(c.in.size()), rng);
+    Tensor<B, float> xt = from_host<B, float>(ctx, x, c.in);
+    const auto y = to_host(ctx, conv.forward(ctx, xt.view()));
+
+    const int batch = static_cast<int>(c.in[0]), in_h = static_cast<int>(c.in[2]), in_w = static_cast<int>(c.in[3]);
+    const auto rows = padded_extent(in_h, c.kernel, c.stride, c.padding);
+    const auto cols = padded_extent(in_w, c.kernel, c.stride, c.padding);
+    REQUIRE(y.size() == static_cast<std::size_t>(batch) * c.out_c * rows.out * cols.out);
+    std::vector<float> expected(y.size());
+    std::size_t k = 0;
+    for (int n = 0; n < batch; ++n)
+      for (int o = 0; o < c.out_c; ++o)
+        for (int i = 0; i < rows.out; ++i)
+          for (int j = 0; j < cols.out; ++j) {
+            double sum = bias[static_cast<std::size_t>(o)];
+            for (int ch = 0; ch < c.in_c; ++ch)
+              for (int kh = 0; kh < c.kernel; ++kh)
+                for (int kw = 0; kw < c.kernel; ++kw) {
+                  const int ih = i * c.stride + kh - rows.pad_before, iw = j * c.stride + kw - cols.pad_before;
+                  if (ih < 0 || ih >= in_h || iw < 0 || iw >= in_w) continue;
+                  sum += double(w[static_cast<std::size_t>(((o * c.in_c + ch) * c.kernel + kh) * c.kernel + kw)]) *
+                         x[static_cast<std::size_t>(((n * c.in_c + ch) * in_h + ih) * in_w + iw)];
+                }
+            expected[k++] = static_cast<float>(sum);
+          }
+    INFO(conv.describe(), " on ", c.in.str());
+    CHECK(test::norm(expected) > 0.0);
+    CHECK(test::all_finite(y));
+    CHECK(test::max_abs_diff(y, expected) < 1e-5);
+  }
+}
+
 TEST_CASE_TEMPLATE_DEFINE("Dense gradients match finite differences", B, dense_grad) {
   if (!test::backend_available<B>()) return;
   LayerGradCheck<B> check;
@@ -322,6 +380,7 @@ TEST_CASE_TEMPLATE_DEFINE("Initialisers have the documented statistics", B, init
 }
 
 TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cpu);
@@ -337,6 +396,7 @@ TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cuda);

@@ -2,8 +2,10 @@
 // Helpers for tests that run once per backend.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -49,6 +51,14 @@ inline double norm(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += double(x) * x;
   return std::sqrt(s);
+}
+
+// Largest elementwise |a - b|; infinite when the sizes differ.
+inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - b[i]));
+  return m;
 }
 
 inline bool all_finite(const std::vector<float>& v) {
