@@ -30,21 +30,7 @@ namespace {
 using Cpu = backend_traits<cpu>;
 using Gpu = backend_traits<cuda>;
 
-// Counts elements outside atol + rtol |ref|; prints the first five.
-template <class T>
-bool all_close(const std::vector<T>& gpu, const std::vector<T>& ref, double atol, double rtol, const std::string& what) {
-  REQUIRE(gpu.size() == ref.size());
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    const double g = static_cast<double>(gpu[i]), r = static_cast<double>(ref[i]);
-    if (!(std::abs(g - r) <= atol + rtol * std::abs(r))) {
-      if (bad < 5) std::printf("%s[%zu]: gpu %.9g, cpu %.9g\n", what.c_str(), i, g, r);
-      ++bad;
-    }
-  }
-  if (bad) std::printf("%s: %zu of %zu elements outside atol %g + rtol %g\n", what.c_str(), bad, ref.size(), atol, rtol);
-  return bad == 0;
-}
+using test::all_close;
 
 bool usable(const std::vector<float>& v) { return test::all_finite(v) && test::norm(v) > 0.0; }
 

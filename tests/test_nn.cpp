@@ -176,7 +176,7 @@ TEST_CASE_TEMPLATE_DEFINE("Conv2d forward equals the direct convolution sum", B,
     INFO(conv.describe(), " on ", c.in.str());
     CHECK(test::norm(expected) > 0.0);
     CHECK(test::all_finite(y));
-    CHECK(test::max_abs_diff(y, expected) < 1e-5);
+    CHECK(test::all_close(y, expected, 1e-5, 0.0, conv.describe()));
   }
 }
 

@@ -2,10 +2,8 @@
 // Helpers for tests that run once per backend.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -53,12 +51,21 @@ inline double norm(const std::vector<float>& v) {
   return std::sqrt(s);
 }
 
-// Largest elementwise |a - b|; infinite when the sizes differ.
-inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
-  double m = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - b[i]));
-  return m;
+// Counts elements of `got` outside atol + rtol |ref| (NaN never passes);
+// prints the first five.
+template <class T>
+bool all_close(const std::vector<T>& got, const std::vector<T>& ref, double atol, double rtol, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double g = static_cast<double>(got[i]), r = static_cast<double>(ref[i]);
+    if (!(std::abs(g - r) <= atol + rtol * std::abs(r))) {
+      if (bad < 5) std::printf("%s[%zu]: got %.9g, reference %.9g\n", what.c_str(), i, g, r);
+      ++bad;
+    }
+  }
+  if (bad) std::printf("%s: %zu of %zu elements outside atol %g + rtol %g\n", what.c_str(), bad, ref.size(), atol, rtol);
+  return bad == 0;
 }
 
 inline bool all_finite(const std::vector<float>& v) {

@@ -132,6 +132,17 @@ struct backend_traits<cpu> {
   static constexpr int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
   static constexpr int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
 
+  // The output columns [first, end) whose input column for kernel column kw
+  // lies inside the image, so im2col and col2im test padding once per
+  // kernel column instead of once per element.
+  struct ColumnRange {
+    int first, end;
+  };
+  static ColumnRange columns_inside(const Conv2dGeometry& g, int kw) {
+    const int first = std::clamp(ceil_div(g.pad_left - kw, g.stride_w), 0, g.out_w);
+    return {first, std::clamp(floor_div(g.in_w - 1 + g.pad_left - kw, g.stride_w) + 1, first, g.out_w)};
+  }
+
   // ---- convolution (im2col + SGEMM over the whole batch) ---------------------
   // Columns are laid out [patch, batch * out_pixels] so one GEMM covers the
   // batch: small DQN feature maps make per-image GEMMs too thin to be fast.
@@ -194,12 +205,7 @@ struct backend_traits<cpu> {
         const int kw = static_cast<int>(r % g.kernel_w);
         const float* plane = x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
         float* dst = columns + r * cols + n * pixels;
-        // Output columns whose input column lies inside the image: the
-        // padding test moves out of the inner loop, which then vectorises
-        // (a plain copy at stride 1).
-        const int first_inside = std::clamp(ceil_div(g.pad_left - kw, g.stride_w), 0, g.out_w);
-        const int end_inside =
-            std::clamp(floor_div(g.in_w - 1 + g.pad_left - kw, g.stride_w) + 1, first_inside, g.out_w);
+        const auto [first_inside, end_inside] = columns_inside(g, kw);
         for (int oh = 0; oh < g.out_h; ++oh) {
           const int ih = oh * g.stride_h - g.pad_top + kh;
           float* row = dst + oh * g.out_w;
@@ -210,7 +216,7 @@ struct backend_traits<cpu> {
           std::fill_n(row, first_inside, 0.0f);
           std::fill(row + end_inside, row + g.out_w, 0.0f);
           const float* src = plane + std::int64_t{ih} * g.in_w + (first_inside * g.stride_w - g.pad_left + kw);
-          if (g.stride_w == 1) {
+          if (g.stride_w == 1) {  // a plain copy; wider strides gather
             std::copy(src, src + (end_inside - first_inside), row + first_inside);
           } else {
             for (int ow = first_inside; ow < end_inside; ++ow)
@@ -231,14 +237,13 @@ struct backend_traits<cpu> {
           for (int kw = 0; kw < g.kernel_w; ++kw) {
             const std::int64_t r = (std::int64_t{c} * g.kernel_h + kh) * g.kernel_w + kw;
             const float* src = columns + r * cols + n * pixels;
+            const auto [first_inside, end_inside] = columns_inside(g, kw);
             for (int oh = 0; oh < g.out_h; ++oh) {
               const int ih = oh * g.stride_h - g.pad_top + kh;
               if (ih < 0 || ih >= g.in_h) continue;
               float* dst = plane + std::int64_t{ih} * g.in_w;
-              for (int ow = 0; ow < g.out_w; ++ow) {
-                const int iw = ow * g.stride_w - g.pad_left + kw;
-                if (iw >= 0 && iw < g.in_w) dst[iw] += src[oh * g.out_w + ow];
-              }
+              const float* src_row = src + oh * g.out_w;
+              for (int ow = first_inside; ow < end_inside; ++ow) dst[ow * g.stride_w - g.pad_left + kw] += src_row[ow];
             }
           }
       }
