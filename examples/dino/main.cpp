@@ -328,7 +328,9 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
-      o.weights = examples::eval_weights(o.policy, o.weights, o.game_config.empty() ? std::string("dino") : fs::path(o.game_config).stem().string(), "dino");
+      // Shipped weights are named after the game: models/dino, or the --game config's file name.
+      const std::string model = o.game_config.empty() ? std::string("dino") : fs::path(o.game_config).stem().string();
+      o.weights = examples::eval_weights(o.policy, o.weights, model, "dino");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
   });
