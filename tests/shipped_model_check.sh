@@ -3,7 +3,9 @@
 # agent beats the random policy by a wide margin on a few seeded episodes.
 #   shipped_model_check.sh PROGRAM EPISODES MARGIN [eval flags...]
 # Passes when the agent's mean score is at least MARGIN times the random
-# policy's (and at least MARGIN when random scores 0) on the same seeds.
+# policy's (and at least MARGIN when random scores 0) on the same seeds; a
+# MARGIN of +N asks for N points above random instead, for games whose
+# scores go negative (Pong: -21 to +21).
 # The seeds (2000 + k) are neither training seeds (64-bit draws) nor the
 # model cards' evaluation seeds (1000 + k).
 set -uo pipefail
@@ -15,8 +17,13 @@ random=$("$program" eval --policy random --episodes "$episodes" --seed 2000 --js
 echo "$(basename "$program"): shipped agent mean score $agent, random policy $random ($episodes seeded episodes)"
 python3 - "$agent" "$random" "$margin" <<'PY'
 import math, sys
-agent, random, margin = map(float, sys.argv[1:])
-if not (math.isfinite(agent) and agent >= margin * max(random, 1.0)):
-    print(f"FAIL: the agent ({agent}) does not beat the random policy ({random}) by {margin}x")
+agent, random = map(float, sys.argv[1:3])
+margin = sys.argv[3]
+if margin.startswith("+"):
+    ok, wanted = agent >= random + float(margin), f"{margin} points"
+else:
+    ok, wanted = agent >= float(margin) * max(random, 1.0), f"{margin}x"
+if not (math.isfinite(agent) and ok):
+    print(f"FAIL: the agent ({agent}) does not beat the random policy ({random}) by {wanted}")
     sys.exit(1)
 PY
