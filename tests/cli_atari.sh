@@ -31,6 +31,27 @@ assert all(-21 <= x <= 21 for x in s["scores"]), s
 assert s["mean_score"] == sum(s["scores"]) / 3 and s["max_score"] == max(s["scores"]), s
 ' || fail "eval --json summary is wrong: $(tail -n 1 "$work/random.txt")"
 
+# Episode k has seed --seed + k whatever --envs is: the same scores, in seed
+# order, from one env and from three (and the seeds shift with --seed).
+for envs in 1 3; do
+  "$atari" eval --game pong --policy random --episodes 4 --seed 7 --envs $envs --max-episode-steps 300 --json |
+    tail -n 1 >"$work/envs$envs.txt" || fail "random eval --envs $envs failed"
+done
+"$atari" play --game pong --policy random --episodes 3 --seed 8 --envs 2 --max-episode-steps 300 >"$work/seed8.txt" ||
+  fail "random play --seed 8 failed"
+python3 - "$work/envs1.txt" "$work/envs3.txt" "$work/seed8.txt" <<'PY' || fail "eval's episodes depend on --envs or ignore --seed + k"
+import json, re, sys
+one, three = (json.loads(open(p).read()) for p in sys.argv[1:3])
+assert one["scores"] == three["scores"], (one, three)
+# play --seed 8 plays episodes 2-4 of --seed 7, listed by seed.
+lines = [l for l in open(sys.argv[3]) if l.startswith("episode ")]
+found = sorted((int(m.group(2)), int(m.group(1)), float(m.group(3)))
+               for m in (re.match(r"episode (\d)/3 seed (\d+): score (-?\d+)", l) for l in lines))
+assert [(s, k) for s, k, _ in found] == [(8, 1), (9, 2), (10, 3)], lines
+assert [x for _, _, x in found] == one["scores"][1:], (lines, one)
+assert len(set(one["scores"])) > 1, one  # else a shifted seed could not show
+PY
+
 train_args=(--game pong --steps 300 --learning-starts 260 --buffer-size 1000 --batch-size 8 --progress-interval 150
             --checkpoint-interval 150 --record off)
 "$atari" train "${train_args[@]}" --run-dir "$work/run" >"$work/train.txt" 2>&1 ||

@@ -157,12 +157,30 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
 // Plays `episodes` episodes on --envs parallel envs with the greedy agent or
 // a random policy. Episodes count in the order they finish (by step, then env
 // index), which the seed fixes whatever the thread timing.
+// Plays `episodes` seeded episodes with the greedy agent or a random policy.
+// Episode k has seed --seed + k, which also fixes the random policy's
+// actions, whatever --envs is: the envs are slots that each take the next unplayed episode, and the
+// agent sees all slots' states as one batch (one network call per step, not
+// one per env). Scores are listed in seed order.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
   const bool random_policy = o.policy == "random";
-  env::VectorEnv<envs::Atari> vec(o.envs, [&](int) { return envs::Atari(env_config(o)); });
-  const int actions = vec.action_count();
+  struct Slot {
+    std::unique_ptr<envs::Atari> env;
+    rl::FrameStack stack;
+    int episode = -1;  // -1: no episode left for this slot
+    Rng random{0};
+    double episode_return = 0;
+  };
+  const int slot_count = std::min(o.envs, o.episodes);
+  std::vector<Slot> slots;
+  for (int i = 0; i < slot_count; ++i) {
+    auto env = std::make_unique<envs::Atari>(env_config(o));
+    const env::FrameShape shape = env->observation_shape();
+    slots.push_back(Slot{std::move(env), rl::FrameStack(shape, o.stack)});
+  }
+  const int actions = slots[0].env->action_count();
   std::unique_ptr<rl::Dqn<B>> agent;
   if (!random_policy) {
     require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'atari train', or use "
@@ -171,69 +189,86 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     nn::load_weights(ctx, net, o.weights);
     agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, rl::DqnConfig{});
   }
-  vec.reset(o.seed);
-  std::vector<rl::FrameStack> stacks;
-  for (int i = 0; i < o.envs; ++i) {
-    stacks.emplace_back(vec.observation_shape(), o.stack);
-    stacks.back().reset(vec.observation(i));
-  }
-  const std::size_t state_bytes = stacks[0].bytes();
-  std::vector<std::uint8_t> states(state_bytes * o.envs);
-  std::vector<int> chosen(o.envs);
-  std::vector<double> returns(o.envs, 0.0);
-  Rng random(o.seed ^ 0xa5a5a5a5ULL);
-  examples::EvalSummary summary{random_policy ? "random" : "agent", o.seed, {}, {}};
-  // --gif records env 0's RGB screen, timed like the training recordings:
-  // about 15 pictures a second of game time, played back in real time.
+  std::vector<double> scores(static_cast<std::size_t>(o.episodes)), returns(scores.size());
+  // --gif records the RGB screen of the episodes env 0 plays (all of them
+  // with --envs 1), timed like the training recordings: about 15 pictures a
+  // second of game time, played back in real time.
   env::RecordVideoConfig gif_timing;
   gif_timing.time_for_game(kAtariFramesPerSecond, o.frame_skip);
   std::unique_ptr<io::GifWriter> gif;
   constexpr int gif_max_frames = 5000;
-  std::int64_t gif_step = 0;
-  if (!o.gif.empty()) {
+  if (!o.gif.empty())
     gif = std::make_unique<io::GifWriter>(o.gif, envs::Atari::kScreenWidth, envs::Atari::kScreenHeight,
                                           gif_timing.delay_cs);
-    gif->add_frame(vec.env(0).render_rgb());
-  }
-  while (static_cast<int>(summary.scores.size()) < o.episodes) {
-    if (random_policy) {
-      for (auto& a : chosen) a = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
-    } else {
-      for (int i = 0; i < o.envs; ++i) std::copy_n(stacks[i].data(), state_bytes, states.data() + i * state_bytes);
-      const auto q = agent->q_values(states.data(), o.envs);
-      for (int i = 0; i < o.envs; ++i) {
-        const auto row = q.begin() + static_cast<std::ptrdiff_t>(i) * actions;
-        chosen[i] = static_cast<int>(std::max_element(row, row + actions) - row);
-      }
+  std::int64_t gif_steps = 0;
+  // A picture of env 0 every frame_every steps, and at each episode's first and last screen.
+  auto record = [&](int slot, bool first_or_last) {
+    if (!gif || slot != 0) return;
+    const bool due = first_or_last || ++gif_steps % gif_timing.frame_every == 0;
+    if (due && gif->frames() < gif_max_frames) gif->add_frame(slots[0].env->render_rgb());
+  };
+  int next_episode = 0;
+  auto start_next_episode = [&](int i) {
+    Slot& s = slots[static_cast<std::size_t>(i)];
+    if (next_episode == o.episodes) {
+      s.episode = -1;
+      return;
     }
-    const auto results = vec.step(chosen);
-    // After an autoreset env 0 already shows the next episode's first screen.
-    if (gif && gif->frames() < gif_max_frames && (++gif_step % gif_timing.frame_every == 0 || results[0].autoreset))
-      gif->add_frame(vec.env(0).render_rgb());
-    for (int i = 0; i < o.envs; ++i) {
-      const auto& r = results[i].result;
-      returns[i] += r.reward;
-      if (results[i].autoreset) {
-        if (static_cast<int>(summary.scores.size()) < o.episodes) {
-          summary.scores.push_back(r.info.score);
-          summary.returns.push_back(returns[i]);
-          if (verbose)
-            std::cout << "episode " << summary.scores.size() << "/" << o.episodes << " (env " << i << "): score "
-                      << r.info.score << (r.truncated ? " (step limit)" : "") << ", frames " << r.info.episode_frame
-                      << std::endl;
-        }
-        returns[i] = 0.0;
-        stacks[i].reset(vec.observation(i));
+    s.episode = next_episode++;
+    s.episode_return = 0;
+    const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(s.episode);
+    s.random = Rng(seed ^ 0xa5a5a5a5ULL);  // the random policy's actions: fixed by the episode's seed too
+    s.stack.reset(s.env->reset(seed));
+    record(i, true);
+  };
+  for (int i = 0; i < slot_count; ++i) start_next_episode(i);
+  const std::size_t state_bytes = slots[0].stack.bytes();
+  std::vector<std::uint8_t> states;
+  std::vector<int> playing;
+  for (;;) {
+    playing.clear();
+    for (int i = 0; i < slot_count; ++i)
+      if (slots[static_cast<std::size_t>(i)].episode >= 0) playing.push_back(i);
+    if (playing.empty()) break;
+    std::vector<float> q;
+    if (!random_policy) {
+      states.resize(state_bytes * playing.size());
+      for (std::size_t k = 0; k < playing.size(); ++k)
+        std::copy_n(slots[static_cast<std::size_t>(playing[k])].stack.data(), state_bytes,
+                    states.data() + k * state_bytes);
+      q = agent->q_values(states.data(), static_cast<int>(playing.size()));
+    }
+    for (std::size_t k = 0; k < playing.size(); ++k) {
+      const int i = playing[k];
+      Slot& s = slots[static_cast<std::size_t>(i)];
+      int action;
+      if (random_policy) {
+        action = static_cast<int>(s.random.uniform_index(static_cast<std::uint64_t>(actions)));
       } else {
-        stacks[i].push(vec.observation(i));
+        const auto row = q.begin() + static_cast<std::ptrdiff_t>(k) * actions;
+        action = static_cast<int>(std::max_element(row, row + actions) - row);
       }
+      const env::StepResult r = s.env->step(action);
+      s.stack.push(r.observation);
+      s.episode_return += r.reward;
+      const bool over = r.terminated || r.truncated;
+      record(i, over);
+      if (!over) continue;
+      scores[static_cast<std::size_t>(s.episode)] = r.info.score;
+      returns[static_cast<std::size_t>(s.episode)] = s.episode_return;
+      if (verbose)
+        std::cout << "episode " << s.episode + 1 << "/" << o.episodes << " seed "
+                  << o.seed + static_cast<std::uint64_t>(s.episode) << ": score " << r.info.score
+                  << (r.truncated ? " (step limit)" : "") << ", frames " << r.info.episode_frame
+                  << (slot_count > 1 ? ", env " + std::to_string(i) : "") << std::endl;
+      start_next_episode(i);
     }
   }
   if (gif) {
     gif->close();
     if (verbose) std::cout << "wrote " << o.gif << " (" << gif->frames() << " frames of env 0)" << std::endl;
   }
-  return summary;
+  return examples::EvalSummary{random_policy ? "random" : "agent", o.seed, scores, returns};
 }
 
 template <Backend B>
@@ -259,7 +294,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--game", o.game, "Game by ROM name (pong, breakout, space_invaders, ...)")->capture_default_str();
     cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
-    cmd->add_option("--envs", o.envs, "Environments stepped in parallel, one thread each")->check(CLI::Range(1, 256))->capture_default_str();
+    cmd->add_option("--envs", o.envs, "Environments stepped in parallel, one thread each (play and eval: the scores do not depend on it)")->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(CLI::NonNegativeNumber)->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Emulator frames per step")->check(CLI::Range(1, 64))->capture_default_str();
@@ -280,7 +315,7 @@ int main(int argc, char** argv) {
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'atari train'; default: the shipped ones in models/ (docs/results.md)");
-    cmd->add_option("--episodes", o.episodes, "Episodes to play")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
