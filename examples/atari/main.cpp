@@ -154,14 +154,11 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   return examples::run_training(ctx, trainer, run, config_toml);
 }
 
-// Plays `episodes` episodes on --envs parallel envs with the greedy agent or
-// a random policy. Episodes count in the order they finish (by step, then env
-// index), which the seed fixes whatever the thread timing.
 // Plays `episodes` seeded episodes with the greedy agent or a random policy.
 // Episode k has seed --seed + k, which also fixes the random policy's
-// actions, whatever --envs is: the envs are slots that each take the next unplayed episode, and the
-// agent sees all slots' states as one batch (one network call per step, not
-// one per env). Scores are listed in seed order.
+// actions, whatever --envs is: the envs are slots that each take the next
+// unplayed episode, and the agent sees all slots' states as one batch (one
+// network call per step, not one per env). Scores are listed in seed order.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
