@@ -74,6 +74,16 @@ tail -n 1 "$work/agent.txt" | python3 -c 'import json, sys; s = json.loads(sys.s
 [ "$(wc -l <"$work/run2/progress.csv")" -eq 3 ] || fail "train --envs 2: progress.csv should hold a header and 2 rows"
 tail -n 1 "$work/run2/progress.csv" | grep -q '^300,' || fail "train --envs 2 should end at step 300: $(tail -n 1 "$work/run2/progress.csv")"
 expect_error "another game" eval --game breakout --weights "$work/run/weights.safetensors" --episodes 1
+# --epsilon's random steps come from each episode's own stream: still the same
+# episodes for one env and for two.
+for envs in 1 2; do
+  "$atari" eval --game pong --weights "$work/run/weights.safetensors" --epsilon 0.3 --episodes 3 --envs $envs \
+    --max-episode-steps 200 --json | tail -n 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["scores"])' \
+    >"$work/epsilon$envs.txt" || fail "eval --epsilon 0.3 --envs $envs failed"
+done
+cmp -s "$work/epsilon1.txt" "$work/epsilon2.txt" ||
+  fail "eval --epsilon 0.3 scores depend on --envs: $(cat "$work/epsilon1.txt") vs $(cat "$work/epsilon2.txt")"
+expect_error "--epsilon" eval --game pong --policy random --epsilon 1.5
 
 # Stop at step 150 (mid-episode: Pong lasts longer), resume from the run
 # directory alone (its config.toml supplies the settings): the same weights.
