@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--game", o.game, "Game by ROM name (pong, breakout, space_invaders, ...)")->capture_default_str();
     cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
-    cmd->add_option("--envs", o.envs, "Environments stepped in parallel, one thread each (play and eval: the scores do not depend on it)")->check(CLI::Range(1, 256))->capture_default_str();
+    cmd->add_option("--envs", o.envs, "Environments stepped in parallel (train: one thread each; play and eval: one thread, the agent sees them as one batch, and the scores do not depend on the count)")->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(CLI::NonNegativeNumber)->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Emulator frames per step")->check(CLI::Range(1, 64))->capture_default_str();
