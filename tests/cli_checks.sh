@@ -33,6 +33,18 @@ grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"
 "$flappy" eval --weights "$work/run/weights.safetensors" --episodes 2 --json >"$work/agent.txt" ||
   fail "eval of trained weights failed: $(cat "$work/agent.txt")"
 expect_error "shape" eval --weights "$work/run/weights.safetensors" --hidden 128 --episodes 1
+# --network nature: Nature DQN's convolutions, no pooling, on the 80x80 frames;
+# its weights load only into the network they were trained for.
+"$flappy" train --network nature --steps 300 --learning-starts 100 --buffer-size 1000 --progress-interval 300 \
+  --record off --run-dir "$work/nature" >"$work/nature.txt" 2>&1 ||
+  fail "train --network nature failed: $(tail -n 5 "$work/nature.txt")"
+grep -q "Conv2d(64, 64, kernel=3, stride=1, padding=valid) -> \[1, 64, 6, 6\]" "$work/nature.txt" &&
+  grep -q "Dense(2304, 512)" "$work/nature.txt" ||
+  fail "--network nature did not build the Nature network: $(grep -E 'Conv|Dense' "$work/nature.txt")"
+"$flappy" eval --network nature --weights "$work/nature/weights.safetensors" --episodes 1 --json >"$work/nature-eval.txt" ||
+  fail "eval --network nature of its weights failed: $(cat "$work/nature-eval.txt")"
+expect_error "network options it was trained with" eval --weights "$work/nature/weights.safetensors" --episodes 1
+expect_error "network options it was trained with" eval --network nature --weights "$work/run/weights.safetensors" --episodes 1
 printf 'not a safetensors file' >"$work/garbage.safetensors"
 expect_error "not a safetensors file" eval --weights "$work/garbage.safetensors" --episodes 1
 
