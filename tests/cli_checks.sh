@@ -32,19 +32,22 @@ grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"
 [ "$(wc -l <"$work/run/progress.csv")" -eq 3 ] || fail "progress.csv should hold a header and 2 rows"
 "$flappy" eval --weights "$work/run/weights.safetensors" --episodes 2 --json >"$work/agent.txt" ||
   fail "eval of trained weights failed: $(cat "$work/agent.txt")"
-expect_error "shape" eval --weights "$work/run/weights.safetensors" --hidden 128 --episodes 1
-# --network nature: Nature DQN's convolutions, no pooling, on the 80x80 frames;
-# its weights load only into the network they were trained for.
-"$flappy" train --network nature --steps 300 --learning-starts 100 --buffer-size 1000 --progress-interval 300 \
-  --record off --run-dir "$work/nature" >"$work/nature.txt" 2>&1 ||
-  fail "train --network nature failed: $(tail -n 5 "$work/nature.txt")"
-grep -q "Conv2d(64, 64, kernel=3, stride=1, padding=valid) -> \[1, 64, 6, 6\]" "$work/nature.txt" &&
-  grep -q "Dense(2304, 512)" "$work/nature.txt" ||
-  fail "--network nature did not build the Nature network: $(grep -E 'Conv|Dense' "$work/nature.txt")"
-"$flappy" eval --network nature --weights "$work/nature/weights.safetensors" --episodes 1 --json >"$work/nature-eval.txt" ||
-  fail "eval --network nature of its weights failed: $(cat "$work/nature-eval.txt")"
-expect_error "network options it was trained with" eval --weights "$work/nature/weights.safetensors" --episodes 1
-expect_error "network options it was trained with" eval --network nature --weights "$work/run/weights.safetensors" --episodes 1
+grep -q "Conv2d(64, 64, kernel=3, stride=1, padding=valid) -> \[1, 64, 6, 6\]" "$work/train.txt" &&
+  grep -q "Dense(2304, 512)" "$work/train.txt" ||
+  fail "the default network is not Nature DQN's on 80x80 frames: $(grep -E 'Conv|Dense' "$work/train.txt")"
+expect_error "shape" eval --weights "$work/run/weights.safetensors" --frame-size 84 --episodes 1
+# --network tutorial: the tutorials' convolutions with max pooling and --hidden
+# units; weights load only into the network they were trained for.
+"$flappy" train --network tutorial --hidden 16 --steps 300 --learning-starts 100 --buffer-size 1000 \
+  --progress-interval 300 --record off --run-dir "$work/tutorial" >"$work/tutorial.txt" 2>&1 ||
+  fail "train --network tutorial failed: $(tail -n 5 "$work/tutorial.txt")"
+grep -q "MaxPool2d" "$work/tutorial.txt" && grep -q "Dense(256, 16)" "$work/tutorial.txt" ||
+  fail "--network tutorial --hidden 16 did not build the tutorial network: $(grep -E 'Conv|Pool|Dense' "$work/tutorial.txt")"
+"$flappy" eval --network tutorial --hidden 16 --weights "$work/tutorial/weights.safetensors" --episodes 1 --json \
+  >"$work/tutorial-eval.txt" || fail "eval --network tutorial of its weights failed: $(cat "$work/tutorial-eval.txt")"
+expect_error "shape" eval --network tutorial --hidden 128 --weights "$work/tutorial/weights.safetensors" --episodes 1
+expect_error "network options it was trained with" eval --weights "$work/tutorial/weights.safetensors" --episodes 1
+expect_error "network options it was trained with" eval --network tutorial --weights "$work/run/weights.safetensors" --episodes 1
 printf 'not a safetensors file' >"$work/garbage.safetensors"
 expect_error "not a safetensors file" eval --weights "$work/garbage.safetensors" --episodes 1
 
@@ -67,7 +70,7 @@ py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3  # Debian's, which ma
   fail "the checkpoint does not read in Python: $(cat "$work/read.txt")"
 
 # Exact resume through the CLI: 400 steps straight == 250 (--stop-after) + --resume.
-small=(--steps 400 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 --progress-interval 200
+small=(--steps 400 --network tutorial --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 --progress-interval 200
        --checkpoint-interval 200 --epsilon-start 1 --epsilon-end 0.5 --record every:5)
 "$flappy" train "${small[@]}" --run-dir "$work/straight" --keep-weights >"$work/straight.txt" 2>&1 ||
   fail "straight run failed"
@@ -104,7 +107,7 @@ expect_error "non-finite" train "${small[@]}" --lr 1e30 --max-grad-norm 0 --run-
 ls -d "$work"/diverge/checkpoints/debug_step_* >/dev/null 2>&1 || fail "no debug checkpoint after a non-finite loss"
 
 # Ctrl-C: a checkpoint at the next slice, then a clean exit that says how to resume.
-"$flappy" train --steps 100000 --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 \
+"$flappy" train --steps 100000 --network tutorial --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100 \
   --progress-interval 100 --run-dir "$work/ctrlc" --record off >"$work/ctrlc.txt" 2>&1 &
 pid=$!
 for _ in $(seq 600); do

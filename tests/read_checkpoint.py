@@ -9,7 +9,8 @@
    tile the data section.
 2. COMPLETE's sizes and CRC-32C values are recomputed here.
 3. If PyTorch is installed, the weights load with load_state_dict(strict=True)
-   into the torch.nn.Sequential that mirrors qrl's tutorial_dqn.
+   into the torch.nn.Sequential that mirrors qrl's nature_dqn or tutorial_dqn
+   (told apart by the layer indices of the tensors).
 Prints one line per check; exits non-zero on the first failure.
 """
 import json
@@ -91,19 +92,26 @@ def main(ck):
         print("torch: not installed, load_state_dict check skipped")
         return
     frames = model["0.weight"][0][1]
-    features, hidden = model["10.weight"][0][1], model["10.weight"][0][0]
-    actions = model["12.weight"][0][0]
+    if "12.weight" in model:  # tutorial_dqn: a max-pool after each convolution
+        last = 12
+        features, hidden = model["10.weight"][0][1], model["10.weight"][0][0]
+        pool = lambda: [nn.MaxPool2d(2)]
+    else:  # nature_dqn
+        last = 9
+        features, hidden = model["7.weight"][0][1], model["7.weight"][0][0]
+        pool = lambda: []
+    actions = model[f"{last}.weight"][0][0]
     net = nn.Sequential(
-        nn.Conv2d(frames, 32, 8, 4), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, 1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(frames, 32, 8, 4), nn.ReLU(), *pool(),
+        nn.Conv2d(32, 64, 4, 2), nn.ReLU(), *pool(),
+        nn.Conv2d(64, 64, 3, 1), nn.ReLU(), *pool(),
         nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, actions))
     state_dict = {
         name: torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(shape)
         for name, (shape, raw) in model.items()
     }
     net.load_state_dict(state_dict, strict=True)
-    assert torch.equal(net[12].bias, state_dict["12.bias"])
+    assert torch.equal(net[last].bias, state_dict[f"{last}.bias"])
     print(f"torch {torch.__version__}: load_state_dict(strict=True) into nn.Sequential OK")
 
 

@@ -32,7 +32,7 @@ struct Options {
   std::string weights;
   int frame_size = 80;
   int stack = 4;
-  std::string network = "tutorial";
+  std::string network = "nature";
   int hidden = 256;
   int frame_skip = 2;
   // train (run directory, steps, checkpoints, logs: examples::RunOptions)
@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square)")->check(CLI::IsMember({80, 84}))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Game frames per agent decision (a flap acts on the first); play/eval must use the value the agent was trained with")->check(CLI::Range(1, 8))->capture_default_str();
-    cmd->add_option("--network", o.network, "Q-network: 'tutorial' (the tutorials' convs with max pooling, --hidden units) or 'nature' (Nature DQN's convs without pooling, 512 hidden units); play/eval must use the one the weights were trained with")->check(CLI::IsMember({"tutorial", "nature"}))->capture_default_str();
+    cmd->add_option("--network", o.network, "Q-network: 'nature' (Nature DQN's convs without pooling, 512 hidden units; the shipped agent's) or 'tutorial' (the tutorials' convs with max pooling, --hidden units); play/eval must use the one the weights were trained with")->check(CLI::IsMember({"tutorial", "nature"}))->capture_default_str();
     cmd->add_option("--hidden", o.hidden, "Units of the tutorial network's hidden dense layer (the nature network has 512)")->check(CLI::PositiveNumber)->capture_default_str();
   };
 
