@@ -6,11 +6,15 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include <qrl/envs/catch.hpp>
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/io/crc32c.hpp>
+#include <qrl/io/file.hpp>
+#include <qrl/io/state_json.hpp>
 #include <qrl/rl/checkpoint.hpp>
 
 #include "resume_support.hpp"
@@ -251,6 +255,25 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
   const auto missing = copy("missing");
   fs::remove(missing / "training.safetensors");
   CHECK_THROWS_WITH_AS(fresh_load(missing), doctest::Contains("training.safetensors: missing"), Error);
+
+  // A training-state tensor reshaped (same values, rank 1) is named with both shapes.
+  const auto reshaped = copy("reshaped");
+  {
+    auto training = io::load_safetensors(reshaped / "training.safetensors");
+    auto target = std::find_if(training.tensors.begin(), training.tensors.end(),
+                               [](const auto& kv) { return kv.first.starts_with("target.") && kv.second.shape.size() == 2; });
+    REQUIRE(target != training.tensors.end());
+    const auto expected = "'" + target->first + "' has shape [" + std::to_string(target->second.values.size()) + "]";
+    target->second.shape = {static_cast<std::int64_t>(target->second.values.size())};
+    io::save_safetensors(reshaped / "training.safetensors", training);
+    // Re-sign the edited file so the load gets past the manifest to the shape check.
+    const auto bytes = io::read_file(reshaped / "training.safetensors");
+    auto manifest = nlohmann::json::parse(io::read_file(reshaped / "COMPLETE"));
+    manifest["files"]["training.safetensors"] = {{"bytes", bytes.size()},
+                                                 {"crc32c", io::hex_u64(io::crc32c(bytes.data(), bytes.size()))}};
+    std::ofstream(reshaped / "COMPLETE", std::ios::trunc) << manifest.dump(1);
+    CHECK_THROWS_WITH_AS(fresh_load(reshaped), doctest::Contains(expected.c_str()), ShapeError);
+  }
 
   // Another configuration is refused before anything is restored.
   Setup<envs::Catch> other(envs::Catch(8), 8, 3, 400);

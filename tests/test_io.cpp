@@ -52,7 +52,17 @@ TEST_CASE_TEMPLATE_DEFINE("weights round-trip through safetensors under PyTorch 
 
   auto wrong = nn::tutorial_dqn<B>(4, 80, 80, 3);
   CHECK_THROWS_WITH_AS(nn::load_weights(ctx, wrong, dir.path / "w.safetensors"),
-                       doctest::Contains("does not have the network's shape"), ShapeError);
+                       doctest::Contains("the network expects [3, "), ShapeError);
+  CHECK_THROWS_WITH_AS(nn::load_weights(ctx, wrong, dir.path / "w.safetensors"), doctest::Contains("config.toml"),
+                       ShapeError);
+  // Same element count, other rank: still a shape error, with the same hint.
+  auto flattened = raw;
+  flattened.tensors.at("0.weight").shape = {32 * 4 * 8 * 8};
+  io::save_safetensors(dir.path / "flat.safetensors", flattened);
+  CHECK_THROWS_WITH_AS(nn::load_weights(ctx, other, dir.path / "flat.safetensors"),
+                       doctest::Contains("'0.weight' has shape [8192], the network expects [32, 4, 8, 8]"), ShapeError);
+  CHECK_THROWS_WITH_AS(nn::load_weights(ctx, other, dir.path / "flat.safetensors"), doctest::Contains("config.toml"),
+                       ShapeError);
   CHECK_THROWS_WITH_AS(nn::load_weights(ctx, wrong, dir.path / "missing.safetensors"),
                        doctest::Contains("no such file"), Error);
 }

@@ -34,6 +34,20 @@ void save_weights(Context<B>& ctx, Sequential<B>& net, const std::filesystem::pa
 inline constexpr const char* kSameNetworkHint =
     "load it with the network options it was trained with (the training run's config.toml lists them)";
 
+// A stored tensor must have exactly the shape of the tensor it is loaded into;
+// a rank mismatch is a shape mismatch too. The error names both shapes.
+inline void require_stored_shape(const io::StoredTensor& stored, const Shape& expected, const std::string& where,
+                                 const std::string& name, const std::string& advice) {
+  bool same = static_cast<int>(stored.shape.size()) == expected.rank();
+  for (int i = 0; same && i < expected.rank(); ++i) same = stored.shape[i] == expected[i];
+  if (same) return;
+  std::string stored_str = "[";
+  for (std::size_t i = 0; i < stored.shape.size(); ++i) stored_str += (i ? ", " : "") + std::to_string(stored.shape[i]);
+  stored_str += "]";
+  require_shape(false, where, ": tensor '", name, "' has shape ", stored_str, ", the network expects ",
+                expected.str(), advice);
+}
+
 // Loads weights saved for the same architecture; any missing, extra or
 // differently shaped tensor is an error naming it.
 template <Backend B>
@@ -44,12 +58,8 @@ std::map<std::string, std::string> load_weights(Context<B>& ctx, Sequential<B>& 
     auto it = file.tensors.find(p.name);
     require(it != file.tensors.end(), path.string(), ": no tensor '", p.name,
             "' — the file was saved for a different network; ", kSameNetworkHint);
-    require_shape(static_cast<int>(it->second.shape.size()) == p.value->shape().rank(), path.string(), ": tensor '",
-                  p.name, "' has rank ", it->second.shape.size(), ", the network expects ", p.value->shape().str());
-    bool same = true;
-    for (int i = 0; i < p.value->shape().rank(); ++i) same = same && it->second.shape[i] == p.value->shape()[i];
-    require_shape(same, path.string(), ": tensor '", p.name, "' does not have the network's shape ",
-                  p.value->shape().str(), " (was it trained for another game or frame size?); ", kSameNetworkHint);
+    require_stored_shape(it->second, p.value->shape(), path.string(), p.name,
+                         std::string(" (was it trained for another game or frame size?); ") + kSameNetworkHint);
     for (float v : it->second.values)
       require(std::isfinite(v), path.string(), ": tensor '", p.name, "' contains NaN or infinity");
     upload<B, float>(ctx, it->second.values, *p.value);

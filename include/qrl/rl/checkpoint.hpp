@@ -161,9 +161,7 @@ void load_tensor(Context<B>& ctx, const io::SafetensorsFile& file, const std::st
                  const std::string& where) {
   const auto it = file.tensors.find(name);
   require(it != file.tensors.end(), where, ": no tensor '", name, "' — saved for a different network");
-  bool same = static_cast<int>(it->second.shape.size()) == t.shape().rank();
-  for (int i = 0; same && i < t.shape().rank(); ++i) same = it->second.shape[i] == t.shape()[i];
-  require_shape(same, where, ": tensor '", name, "' does not have the network's shape ", t.shape().str());
+  nn::require_stored_shape(it->second, t.shape(), where, name, " — saved for a different network");
   upload<B, float>(ctx, it->second.values, t);
 }
 
