@@ -45,6 +45,7 @@ grep -q "MaxPool2d" "$work/tutorial.txt" && grep -q "Dense(256, 16)" "$work/tuto
   fail "--network tutorial --hidden 16 did not build the tutorial network: $(grep -E 'Conv|Pool|Dense' "$work/tutorial.txt")"
 "$flappy" eval --network tutorial --hidden 16 --weights "$work/tutorial/weights.safetensors" --episodes 1 --json \
   >"$work/tutorial-eval.txt" || fail "eval --network tutorial of its weights failed: $(cat "$work/tutorial-eval.txt")"
+expect_error "sizes the tutorial network only" eval --network nature --hidden 128 --weights "$work/run/weights.safetensors" --episodes 1
 expect_error "shape" eval --network tutorial --hidden 128 --weights "$work/tutorial/weights.safetensors" --episodes 1
 expect_error "network options it was trained with" eval --weights "$work/tutorial/weights.safetensors" --episodes 1
 expect_error "network options it was trained with" eval --network tutorial --weights "$work/run/weights.safetensors" --episodes 1

@@ -57,6 +57,11 @@ envs::FlappyBirdConfig env_config(const Options& o, int max_pipes) {
 
 template <Backend B>
 nn::Sequential<B> make_network(const Options& o) {
+  // A --hidden that would change nothing is an error, not a silent no-op; the
+  // default passes, so config.toml files of nature runs (hidden=256) resume.
+  require(o.network == "tutorial" || o.hidden == Options{}.hidden, "--hidden ", o.hidden,
+          " sizes the tutorial network only; the nature network's hidden layer has 512 units: drop --hidden, or add "
+          "--network tutorial");
   if (o.network == "nature") return nn::nature_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount);
   return nn::tutorial_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount, o.hidden);
 }
