@@ -122,5 +122,7 @@ ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no c
 
 "$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
 [ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
+[ "$(grep -cE ': score 0, .*, hit the (ground|(upper|lower) pipe [0-9]+ px too (high|low), [0-9]+ px before clearing it)$' "$work/play.txt")" = 2 ] ||
+  fail "play did not say how each random episode ended: $(cat "$work/play.txt")"
 
 cli_end flappy

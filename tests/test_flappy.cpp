@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 using qrl::envs::FlappyBird;
@@ -125,6 +126,71 @@ TEST_SUITE("flappy") {
     CHECK(crash.reward == doctest::Approx(-1.0));
     CHECK(env.bird_y() == 380);
     CHECK(crash.info.score == 0);
+  }
+
+  TEST_CASE("flappy: crash() says what ended the episode, in pixels") {
+    using qrl::envs::FlappyCrash;
+    FlappyBird env;
+    // Free fall: the ground (see the frame-31 test above); nothing before it.
+    env.reset(77);
+    for (int frame = 1; frame <= 30; ++frame) {
+      env.step(0);
+      REQUIRE_FALSE(env.crash().has_value());
+    }
+    REQUIRE(env.step(0).terminated);
+    REQUIRE(env.crash().has_value());
+    CHECK(env.crash()->obstacle == FlappyCrash::Obstacle::Ground);
+    CHECK(qrl::envs::describe(*env.crash()) == "hit the ground");
+    env.reset(77);
+    CHECK_FALSE(env.crash().has_value());
+
+    // The first pipe starts at x = 488 and moves 4 px a frame, so it first
+    // shares columns with the bird (57..90) on frame 100, at x = 88: the
+    // pipes must move 88 + 52 - 57 = 83 px more for the bird to clear it.
+    // Flapping every frame pins the bird near the ceiling, far above any gap.
+    env.reset(5);
+    qrl::env::StepResult r;
+    int frames = 0;
+    do {
+      r = env.step(1);
+      ++frames;
+    } while (!r.terminated);
+    CHECK(frames == 100);
+    REQUIRE(env.crash().has_value());
+    CHECK(env.crash()->obstacle == FlappyCrash::Obstacle::UpperPipe);
+    CHECK(env.crash()->clear_in_px == 83);
+    CHECK(env.crash()->gap_top == env.pipes()[0].gap_top);
+    CHECK(env.crash()->overlap_px == env.pipes()[0].gap_top - env.bird_y());
+    CHECK(env.crash()->overlap_px > 100);
+    CHECK(qrl::envs::describe(*env.crash()) ==
+          "hit the upper pipe " + std::to_string(env.crash()->overlap_px) + " px too high, 83 px before clearing it");
+
+    // Flapping whenever y > 360 keeps the bird at y 316..370 (a flap lifts it
+    // 45 px), its bottom at 340 or lower: under every gap's bottom (at most
+    // 80 + 141 + 100 = 321) and above the ground (403).
+    env.reset(6);
+    frames = 0;
+    do {
+      r = env.step(env.bird_y() > 360 ? 1 : 0);
+      ++frames;
+    } while (!r.terminated);
+    CHECK(frames == 100);
+    REQUIRE(env.crash().has_value());
+    CHECK(env.crash()->obstacle == FlappyCrash::Obstacle::LowerPipe);
+    CHECK(env.crash()->clear_in_px == 83);
+    CHECK(env.crash()->overlap_px ==
+          env.bird_y() + FlappyBird::kBirdHeight - (env.pipes()[0].gap_top + FlappyBird::kPipeGap));
+    CHECK(env.crash()->overlap_px >= 19);
+    CHECK(qrl::envs::describe(*env.crash()).starts_with("hit the lower pipe "));
+
+    // A truncated episode did not crash.
+    FlappyBirdConfig capped;
+    capped.max_steps = 5;
+    FlappyBird short_env(capped);
+    short_env.reset(1);
+    for (int i = 0; i < 5; ++i) r = short_env.step(0);
+    CHECK(r.truncated);
+    CHECK_FALSE(short_env.crash().has_value());
   }
 
   TEST_CASE("flappy: a flap sets velocity -9 and is ignored above the ceiling") {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <qrl/core/error.hpp>
@@ -55,6 +56,36 @@ struct FlappyPipe {
   int x = 0;
   int gap_top = 0;
 };
+
+// What ended an episode, in screen pixels: the numbers a crash analysis needs
+// (most misses of a trained agent are by a few pixels, not a whole gap).
+struct FlappyCrash {
+  enum class Obstacle { Ground, UpperPipe, LowerPipe };
+  Obstacle obstacle = Obstacle::Ground;
+  // How far the bird is into the obstacle vertically: for the upper pipe,
+  // gap top - bird top; for the lower pipe, bird bottom - gap bottom (at
+  // least 1). 0 for the ground, which the bird never sinks into.
+  int overlap_px = 0;
+  // Pipes only: how many more pixels the pipes had to move for the bird to
+  // clear this pipe (1 = its last column; 85 = it had just touched it).
+  int clear_in_px = 0;
+  int gap_top = 0;  // pipes only: the gap of the pipe hit
+};
+
+// "hit the upper pipe 4 px too high, 1 px before clearing it" / "hit the ground".
+inline std::string describe(const FlappyCrash& crash) {
+  switch (crash.obstacle) {
+    case FlappyCrash::Obstacle::Ground:
+      return "hit the ground";
+    case FlappyCrash::Obstacle::UpperPipe:
+      return "hit the upper pipe " + std::to_string(crash.overlap_px) + " px too high, " +
+             std::to_string(crash.clear_in_px) + " px before clearing it";
+    case FlappyCrash::Obstacle::LowerPipe:
+      return "hit the lower pipe " + std::to_string(crash.overlap_px) + " px too low, " +
+             std::to_string(crash.clear_in_px) + " px before clearing it";
+  }
+  return "crashed";
+}
 
 struct Rgb8 {
   std::uint8_t r = 0;
@@ -129,6 +160,7 @@ class FlappyBird {
     add_pipe(kFirstPipeX + kPipeSpacing);
     started_ = true;
     done_ = false;
+    crash_.reset();
     observe();
     return observation();
   }
@@ -197,6 +229,9 @@ class FlappyBird {
   // Pipes from left to right (at most kMaxPipes, some possibly off screen).
   std::span<const FlappyPipe> pipes() const { return {pipes_.data(), static_cast<std::size_t>(pipe_count_)}; }
   bool episode_over() const { return done_; }
+  // Set when a step terminates the episode; empty while it runs and after a
+  // truncation.
+  const std::optional<FlappyCrash>& crash() const { return crash_; }
 
   // The game's dynamic state (bird, pipes, score, pipe RNG), for exact
   // resumption mid-episode. The configuration is not part of it.
@@ -224,6 +259,7 @@ class FlappyBird {
     for (int i = 0; i < pipe_count_; ++i) pipes_[i] = FlappyPipe{pipes[i][0], pipes[i][1]};
     started_ = io::json_get<bool>(j, "started", where);
     done_ = io::json_get<bool>(j, "done", where);
+    crash_.reset();  // not part of the state: it describes the step that ended an episode
     if (started_) observe();
   }
 
@@ -265,7 +301,8 @@ class FlappyBird {
     }
     ++frame_;
 
-    const bool crash = crashed();
+    crash_ = collision();
+    const bool crash = crash_.has_value();
     return {crash ? config_.reward_death : reward, crash};
   }
   // A filled rectangle: rows [top, bottom), cols [left, right).
@@ -285,20 +322,19 @@ class FlappyBird {
 
   // pygame.Rect collision: a shared area, touching edges do not count. The
   // rectangles stand in for the original's pixel hitmasks.
-  bool crashed() const {
-    if (bird_y_ + kBirdHeight >= kBaseY - 1) return true;
-    auto overlaps = [this](int left, int top, int width, int height) {
-      return kBirdX < left + width && left < kBirdX + kBirdWidth && bird_y_ < top + height &&
-             top < bird_y_ + kBirdHeight;
-    };
+  std::optional<FlappyCrash> collision() const {
+    const int bird_bottom = bird_y_ + kBirdHeight;
+    if (bird_bottom >= kBaseY - 1) return FlappyCrash{FlappyCrash::Obstacle::Ground, 0, 0, 0};
     for (int i = 0; i < pipe_count_; ++i) {
       const FlappyPipe& pipe = pipes_[i];
-      if (overlaps(pipe.x, pipe.gap_top - kPipeHeight, kPipeWidth, kPipeHeight) ||
-          overlaps(pipe.x, pipe.gap_top + kPipeGap, kPipeWidth, kPipeHeight)) {
-        return true;
-      }
+      if (!(kBirdX < pipe.x + kPipeWidth && pipe.x < kBirdX + kBirdWidth)) continue;
+      const int clear_in = pipe.x + kPipeWidth - kBirdX;
+      if (bird_y_ < pipe.gap_top && pipe.gap_top - kPipeHeight < bird_bottom) return FlappyCrash{FlappyCrash::Obstacle::UpperPipe, pipe.gap_top - bird_y_, clear_in, pipe.gap_top};
+      const int gap_bottom = pipe.gap_top + kPipeGap;
+      if (gap_bottom < bird_bottom && bird_y_ < gap_bottom + kPipeHeight)
+        return FlappyCrash{FlappyCrash::Obstacle::LowerPipe, bird_bottom - gap_bottom, clear_in, pipe.gap_top};
     }
-    return false;
+    return std::nullopt;
   }
 
   // The playfield above the ground as rectangles in painting order (pipes,
@@ -458,6 +494,7 @@ class FlappyBird {
 
   FlappyBirdConfig config_;
   Rng rng_;
+  std::optional<FlappyCrash> crash_;
   int bird_y_ = kBirdStartY;
   int velocity_ = kStartVelocity;
   int score_ = 0;
