@@ -38,9 +38,18 @@ grep -q "Conv2d(64, 64, kernel=3, stride=1, padding=valid) -> \[1, 64, 6, 6\]" "
 expect_error "shape" eval --weights "$work/run/weights.safetensors" --frame-size 84 --episodes 1
 # --network tutorial: the tutorials' convolutions with max pooling and --hidden
 # units; weights load only into the network they were trained for.
-"$flappy" train --network tutorial --hidden 16 --steps 300 --learning-starts 100 --buffer-size 1000 \
+"$flappy" train --network tutorial --hidden 16 --no-double-dqn --steps 300 --learning-starts 100 --buffer-size 1000 \
   --progress-interval 300 --record off --run-dir "$work/tutorial" >"$work/tutorial.txt" 2>&1 ||
   fail "train --network tutorial failed: $(tail -n 5 "$work/tutorial.txt")"
+# config.toml records every flag, given or left at its default, and reads back.
+grep -qx 'train.double-dqn=true' "$work/run/config.toml" && grep -qx 'train.keep-weights=false' "$work/run/config.toml" ||
+  fail "config.toml does not record the flags left at their defaults: $(cat "$work/run/config.toml")"
+"$flappy" train --config "$work/tutorial/config.toml" --run-dir "$work/from-config" >"$work/from-config.txt" 2>&1 ||
+  fail "train --config of a run's config.toml failed: $(tail -n 5 "$work/from-config.txt")"
+grep -qx 'train.double-dqn=false' "$work/from-config/config.toml" && grep -qx 'train.hidden=16' "$work/from-config/config.toml" ||
+  fail "--config did not carry --no-double-dqn and --hidden over: $(cat "$work/from-config/config.toml")"
+"$flappy" train --help | grep -q -- '--double-dqn,--no-double-dqn{false}=true' ||
+  fail "train --help does not show that Double DQN is on by default"
 grep -q "MaxPool2d" "$work/tutorial.txt" && grep -q "Dense(256, 16)" "$work/tutorial.txt" ||
   fail "--network tutorial --hidden 16 did not build the tutorial network: $(grep -E 'Conv|Pool|Dense' "$work/tutorial.txt")"
 "$flappy" eval --network tutorial --hidden 16 --weights "$work/tutorial/weights.safetensors" --episodes 1 --json \

@@ -299,8 +299,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(CLI::NonNegativeNumber)->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Emulator frames per step")->check(CLI::Range(1, 64))->capture_default_str();
     cmd->add_option("--sticky", o.sticky, "Sticky-action probability (0.25 as in Gymnasium v5)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
-    cmd->add_flag("--full-action-set", o.full_action_set, "All 18 actions instead of the game's minimal set");
-    cmd->add_flag("--terminal-on-life-loss", o.terminal_on_life_loss, "End the episode when a life is lost");
+    examples::add_switch(cmd, "--full-action-set", o.full_action_set, "All 18 actions instead of the game's minimal set");
+    examples::add_switch(cmd, "--terminal-on-life-loss", o.terminal_on_life_loss, "End the episode when a life is lost");
     cmd->add_option("--max-episode-steps", o.max_episode_steps, "Truncate an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
 
@@ -310,7 +310,7 @@ int main(int argc, char** argv) {
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   examples::add_dqn_options(train_cmd, o.dqn);
-  train_cmd->add_flag("--clip-rewards,!--no-clip-rewards", o.clip_rewards, "Learn from the sign of each reward (CleanRL)")->capture_default_str();
+  examples::add_switch(train_cmd, "--clip-rewards,!--no-clip-rewards", o.clip_rewards, "Learn from the sign of each reward (CleanRL)");
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
@@ -321,7 +321,7 @@ int main(int argc, char** argv) {
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);
-  eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
+  examples::add_switch(eval_cmd, "--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
   play_cmd->add_option("--gif", o.gif, "Also record env 0's screen (about 15 pictures a second, up to 5000) into this GIF");

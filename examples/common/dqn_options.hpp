@@ -12,6 +12,8 @@
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>
 
+#include "example_support.hpp"
+
 namespace qrl::examples {
 
 struct DqnOptions {
@@ -56,7 +58,8 @@ inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
   cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_flag("--double-dqn,!--no-double-dqn", o.double_dqn, "Double DQN targets")->capture_default_str();
+  add_switch(cmd, "--double-dqn,!--no-double-dqn", o.double_dqn,
+             "Double DQN targets; --no-double-dqn: the original DQN target, the max of the target network's Q-values");
   cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
   cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -32,6 +32,14 @@ inline std::string format_duration(double seconds) {
   return buf;
 }
 
+// An on/off flag (names like "--x" or "--x,!--no-x") whose default is the
+// bound variable's value, recorded as its default string: --help shows it,
+// and resolved_config() writes it, so a run's config.toml says whether a
+// flag left alone was on (CLI11 2.1 gives flags no default string itself).
+inline CLI::Option* add_switch(CLI::App* cmd, const std::string& names, bool& value, const std::string& description) {
+  return cmd->add_flag(names, value, description)->default_str(value ? "true" : "false");
+}
+
 // One line per report: what a person watching training wants to see.
 inline std::string progress_line(const rl::Progress& p, std::int64_t total_steps) {
   const double remaining = p.steps_per_second > 0 ? (total_steps - p.step) / p.steps_per_second : -1.0;

@@ -60,7 +60,7 @@ inline void add_run_options(CLI::App* cmd, RunOptions& o) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0 = all)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_flag("--keep-weights", o.keep_weights,
+  add_switch(cmd, "--keep-weights", o.keep_weights,
                 "Also keep the weights of every checkpoint as RUN_DIR/weights/step_N.safetensors, never pruned, to "
                 "pick the best snapshot on validation seeds later (DQN's snapshots differ a lot)");
   cmd->add_option("--stop-after", o.stop_after,
@@ -71,7 +71,7 @@ inline void add_run_options(CLI::App* cmd, RunOptions& o) {
                   "GIFs of training episodes in RUN_DIR/videos: 'cubic' (episodes 0,1,8,27,...,1000,2000,...), "
                   "'every:N' or 'off'")
       ->capture_default_str();
-  cmd->add_flag("--force-memory", o.force_memory, "Allocate the replay memory even if it exceeds available memory")
+  add_switch(cmd, "--force-memory", o.force_memory, "Allocate the replay memory even if it exceeds available memory")
       ->configurable(false);
 }
 
@@ -118,9 +118,9 @@ inline std::string resolved_config(const CLI::App& cmd) {
   for (const CLI::Option* opt : cmd.get_options()) {
     if (!opt->get_configurable() || opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
     std::string value;
-    if (opt->get_type_size() == 0) {  // a flag
+    if (opt->get_expected_min() == 0) {  // a flag: its default string is set by add_switch()
       value = opt->count() ? (opt->as<bool>() ? "true" : "false") : opt->get_default_str();
-      if (value.empty()) value = "false";
+      if (value.empty()) continue;
     } else if (opt->count()) {
       value = opt->as<std::string>();
     } else {

@@ -291,10 +291,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot, PNG) or canvas (the page computes the 80x80 observation from the canvas's pixels; several times faster, same frames)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
     cmd->add_option("--chromium", o.chromium, "Chromium executable (default: chromium on PATH)");
     cmd->add_option("--cdp", o.cdp, "Use a running browser instead of launching one: http://HOST:PORT or a ws:// DevTools URL");
-    cmd->add_flag("--headful", o.headful, "Show the browser window (needs a display)");
+    examples::add_switch(cmd, "--headful", o.headful, "Show the browser window (needs a display)");
     cmd->add_option("--game-config", o.game_config, "Another canvas game, described in TOML (docs/dino.md); replaces Dino");
     cmd->add_option("--actions", o.actions, "Dino actions: 3 (nothing, jump, duck) or 2 (nothing, jump)")->check(CLI::IsMember({2, 3}))->capture_default_str();
-    cmd->add_flag("--constant-speed", o.constant_speed, "Dino keeps its starting speed (the tutorial's variant)");
+    examples::add_switch(cmd, "--constant-speed", o.constant_speed, "Dino keeps its starting speed (the tutorial's variant)");
     cmd->add_option("--frame-skip", o.frame_skip, "Dino frames (1/60 s each) per step, the action held")->check(CLI::Range(1, 100))->capture_default_str();
   };
 
@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);
-  eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
+  examples::add_switch(eval_cmd, "--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
   play_cmd->add_option("--gif", o.gif, "Also record the episodes browser 0 plays (the canvas, about 15 pictures a second, up to 5000) into this GIF");

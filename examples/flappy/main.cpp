@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);
-  eval_cmd->add_flag("--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
+  examples::add_switch(eval_cmd, "--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
   auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
   add_eval_options(play_cmd);
   play_cmd->add_option("--gif", o.gif, "Also record the episodes (every other frame, up to 5000) into this GIF");
