@@ -148,14 +148,13 @@ TEST_SUITE("flappy") {
     // shares columns with the bird (57..90) on frame 100, at x = 88: the
     // pipes must move 88 + 52 - 57 = 83 px more for the bird to clear it.
     // Flapping every frame pins the bird near the ceiling, far above any gap.
+    auto frames_until_crash = [&env](auto policy) {
+      int frames = 1;
+      while (!env.step(policy()).terminated) ++frames;
+      return frames;
+    };
     env.reset(5);
-    qrl::env::StepResult r;
-    int frames = 0;
-    do {
-      r = env.step(1);
-      ++frames;
-    } while (!r.terminated);
-    CHECK(frames == 100);
+    CHECK(frames_until_crash([] { return 1; }) == 100);
     REQUIRE(env.crash().has_value());
     CHECK(env.crash()->obstacle == FlappyCrash::Obstacle::UpperPipe);
     CHECK(env.crash()->clear_in_px == 83);
@@ -169,12 +168,7 @@ TEST_SUITE("flappy") {
     // 45 px), its bottom at 340 or lower: under every gap's bottom (at most
     // 80 + 141 + 100 = 321) and above the ground (403).
     env.reset(6);
-    frames = 0;
-    do {
-      r = env.step(env.bird_y() > 360 ? 1 : 0);
-      ++frames;
-    } while (!r.terminated);
-    CHECK(frames == 100);
+    CHECK(frames_until_crash([&env] { return env.bird_y() > 360 ? 1 : 0; }) == 100);
     REQUIRE(env.crash().has_value());
     CHECK(env.crash()->obstacle == FlappyCrash::Obstacle::LowerPipe);
     CHECK(env.crash()->clear_in_px == 83);
@@ -188,6 +182,7 @@ TEST_SUITE("flappy") {
     capped.max_steps = 5;
     FlappyBird short_env(capped);
     short_env.reset(1);
+    qrl::env::StepResult r;
     for (int i = 0; i < 5; ++i) r = short_env.step(0);
     CHECK(r.truncated);
     CHECK_FALSE(short_env.crash().has_value());

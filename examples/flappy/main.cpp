@@ -139,7 +139,8 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     if (verbose)
       std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << o.seed + e << ": score " << r.info.score
                 << (r.truncated ? " (capped)" : "") << ", return " << episode_return << ", frames "
-                << r.info.episode_frame << (env.crash() ? ", " + envs::describe(*env.crash()) : std::string()) << std::endl;
+                << r.info.episode_frame << (env.crash() ? ", " + envs::describe(*env.crash()) : std::string())
+                << std::endl;
   }
   if (gif) {
     gif->close();

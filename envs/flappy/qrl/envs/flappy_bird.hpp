@@ -329,7 +329,8 @@ class FlappyBird {
       const FlappyPipe& pipe = pipes_[i];
       if (!(kBirdX < pipe.x + kPipeWidth && pipe.x < kBirdX + kBirdWidth)) continue;
       const int clear_in = pipe.x + kPipeWidth - kBirdX;
-      if (bird_y_ < pipe.gap_top && pipe.gap_top - kPipeHeight < bird_bottom) return FlappyCrash{FlappyCrash::Obstacle::UpperPipe, pipe.gap_top - bird_y_, clear_in, pipe.gap_top};
+      if (bird_y_ < pipe.gap_top && pipe.gap_top - kPipeHeight < bird_bottom)
+        return FlappyCrash{FlappyCrash::Obstacle::UpperPipe, pipe.gap_top - bird_y_, clear_in, pipe.gap_top};
       const int gap_bottom = pipe.gap_top + kPipeGap;
       if (gap_bottom < bird_bottom && bird_y_ < gap_bottom + kPipeHeight)
         return FlappyCrash{FlappyCrash::Obstacle::LowerPipe, bird_bottom - gap_bottom, clear_in, pipe.gap_top};
