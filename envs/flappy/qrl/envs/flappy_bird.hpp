@@ -87,6 +87,13 @@ inline std::string describe(const FlappyCrash& crash) {
   return "crashed";
 }
 
+// The bird's vertical position (top edge, screen pixels) and velocity (pixels
+// per frame, negative is up).
+struct FlappyBirdMotion {
+  int y = 0;
+  int velocity = 0;
+};
+
 struct Rgb8 {
   std::uint8_t r = 0;
   std::uint8_t g = 0;
@@ -233,6 +240,52 @@ class FlappyBird {
   // truncation.
   const std::optional<FlappyCrash>& crash() const { return crash_; }
 
+  // The game's rules as pure functions, shared by step() and by planners that
+  // search them (FlappyPlanner): one copy of the physics, so a plan that
+  // survives in the search survives in the game.
+
+  // One frame of the bird: a flap (ignored above kFlapCeiling) sets the
+  // velocity, which the flap frame keeps; otherwise gravity, up to the
+  // maximum fall speed. The bird never sinks into the ground.
+  static FlappyBirdMotion move_bird(FlappyBirdMotion bird, bool flap) {
+    const bool flapped = flap && bird.y > kFlapCeiling;
+    if (flapped) bird.velocity = kFlapVelocity;
+    if (bird.velocity < kMaxFallVelocity && !flapped) bird.velocity += kGravity;
+    bird.y += std::min(bird.velocity, kBaseY - bird.y - kBirdHeight);
+    return bird;
+  }
+
+  // One frame of the pipes: they move left; a new one spawns at the right
+  // edge (its gap from next_gap_top()) when the leading one nears the left
+  // edge, and the leading one is dropped once it has left the screen.
+  template <class NextGapTop>
+  static void move_pipes(std::array<FlappyPipe, kMaxPipes>& pipes, int& count, NextGapTop&& next_gap_top) {
+    for (int i = 0; i < count; ++i) pipes[i].x += kPipeVelocity;
+    if (count > 0 && count < kMaxPipes && pipes[0].x > 0 && pipes[0].x < 5)
+      pipes[count++] = FlappyPipe{kPipeSpawnX, next_gap_top()};
+    if (count > 0 && pipes[0].x < -kPipeWidth) {
+      std::copy(pipes.begin() + 1, pipes.begin() + count, pipes.begin());
+      --count;
+    }
+  }
+
+  // pygame.Rect collision: a shared area, touching edges do not count. The
+  // rectangles stand in for the original's pixel hitmasks.
+  static std::optional<FlappyCrash> collision(int bird_y, std::span<const FlappyPipe> pipes) {
+    const int bird_bottom = bird_y + kBirdHeight;
+    if (bird_bottom >= kBaseY - 1) return FlappyCrash{FlappyCrash::Obstacle::Ground, 0, 0, 0};
+    for (const FlappyPipe& pipe : pipes) {
+      if (!(kBirdX < pipe.x + kPipeWidth && pipe.x < kBirdX + kBirdWidth)) continue;
+      const int clear_in = pipe.x + kPipeWidth - kBirdX;
+      if (bird_y < pipe.gap_top && pipe.gap_top - kPipeHeight < bird_bottom)
+        return FlappyCrash{FlappyCrash::Obstacle::UpperPipe, pipe.gap_top - bird_y, clear_in, pipe.gap_top};
+      const int gap_bottom = pipe.gap_top + kPipeGap;
+      if (gap_bottom < bird_bottom && bird_y < gap_bottom + kPipeHeight)
+        return FlappyCrash{FlappyCrash::Obstacle::LowerPipe, bird_bottom - gap_bottom, clear_in, pipe.gap_top};
+    }
+    return std::nullopt;
+  }
+
   // The game's dynamic state (bird, pipes, score, pipe RNG), for exact
   // resumption mid-episode. The configuration is not part of it.
   nlohmann::json save_state() const {
@@ -273,11 +326,6 @@ class FlappyBird {
   // test on the new positions, so the observation shows the crash.
   FrameOutcome advance_frame(bool flap) {
     double reward = config_.reward_alive;
-    bool flapped = false;
-    if (flap && bird_y_ > kFlapCeiling) {
-      velocity_ = kFlapVelocity;
-      flapped = true;
-    }
 
     // A pipe counts once: its centre moves 4 px per frame, the window is 4 px.
     constexpr int bird_middle = kBirdX + kBirdWidth / 2;
@@ -289,19 +337,13 @@ class FlappyBird {
       }
     }
 
-    // The flap frame keeps -9 unchanged; the bird never sinks into the ground.
-    if (velocity_ < kMaxFallVelocity && !flapped) velocity_ += kGravity;
-    bird_y_ += std::min(velocity_, kBaseY - bird_y_ - kBirdHeight);
-
-    for (int i = 0; i < pipe_count_; ++i) pipes_[i].x += kPipeVelocity;
-    if (pipe_count_ > 0 && pipe_count_ < kMaxPipes && pipes_[0].x > 0 && pipes_[0].x < 5) add_pipe(kPipeSpawnX);
-    if (pipe_count_ > 0 && pipes_[0].x < -kPipeWidth) {
-      std::copy(pipes_.begin() + 1, pipes_.begin() + pipe_count_, pipes_.begin());
-      --pipe_count_;
-    }
+    const FlappyBirdMotion bird = move_bird({bird_y_, velocity_}, flap);
+    bird_y_ = bird.y;
+    velocity_ = bird.velocity;
+    move_pipes(pipes_, pipe_count_, [this] { return draw_gap_top(); });
     ++frame_;
 
-    crash_ = collision();
+    crash_ = collision(bird_y_, pipes());
     const bool crash = crash_.has_value();
     return {crash ? config_.reward_death : reward, crash};
   }
@@ -316,27 +358,8 @@ class FlappyBird {
   // Four per pipe (two bodies, two rims) and the bird.
   static constexpr int kMaxRects = 4 * kMaxPipes + 1;
 
-  void add_pipe(int x) {
-    pipes_[pipe_count_++] = FlappyPipe{x, kGapOffset + static_cast<int>(rng_.uniform_index(kGapRange))};
-  }
-
-  // pygame.Rect collision: a shared area, touching edges do not count. The
-  // rectangles stand in for the original's pixel hitmasks.
-  std::optional<FlappyCrash> collision() const {
-    const int bird_bottom = bird_y_ + kBirdHeight;
-    if (bird_bottom >= kBaseY - 1) return FlappyCrash{FlappyCrash::Obstacle::Ground, 0, 0, 0};
-    for (int i = 0; i < pipe_count_; ++i) {
-      const FlappyPipe& pipe = pipes_[i];
-      if (!(kBirdX < pipe.x + kPipeWidth && pipe.x < kBirdX + kBirdWidth)) continue;
-      const int clear_in = pipe.x + kPipeWidth - kBirdX;
-      if (bird_y_ < pipe.gap_top && pipe.gap_top - kPipeHeight < bird_bottom)
-        return FlappyCrash{FlappyCrash::Obstacle::UpperPipe, pipe.gap_top - bird_y_, clear_in, pipe.gap_top};
-      const int gap_bottom = pipe.gap_top + kPipeGap;
-      if (gap_bottom < bird_bottom && bird_y_ < gap_bottom + kPipeHeight)
-        return FlappyCrash{FlappyCrash::Obstacle::LowerPipe, bird_bottom - gap_bottom, clear_in, pipe.gap_top};
-    }
-    return std::nullopt;
-  }
+  int draw_gap_top() { return kGapOffset + static_cast<int>(rng_.uniform_index(kGapRange)); }
+  void add_pipe(int x) { pipes_[pipe_count_++] = FlappyPipe{x, draw_gap_top()}; }
 
   // The playfield above the ground as rectangles in painting order (pipes,
   // then the bird on top), clipped to it. Sky is the background.
