@@ -129,6 +129,15 @@ wait "$pid" || fail "train exited non-zero after Ctrl-C: $(tail -n 3 "$work/ctrl
 grep -q "interrupted at step" "$work/ctrlc.txt" || fail "Ctrl-C did not report the step it stopped at"
 ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no checkpoint"
 
+# The planner reads the game's state: on these seeds it reaches a 25-pipe cap.
+"$flappy" eval --policy planner --episodes 2 --seed 1000 --max-pipes 25 --json >"$work/planner.txt" ||
+  fail "planner eval failed"
+tail -n 1 "$work/planner.txt" | python3 -c '
+import json, sys
+s = json.loads(sys.stdin.read())
+assert s["policy"] == "planner" and s["scores"] == [25.0, 25.0], s
+' || fail "planner eval did not reach the 25-pipe cap: $(tail -n 1 "$work/planner.txt")"
+
 "$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
 [ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
 [ "$(grep -cE ': score 0, .*, hit the (ground|(upper|lower) pipe [0-9]+ px too (high|low), [0-9]+ px before clearing it)$' "$work/play.txt")" = 2 ] ||

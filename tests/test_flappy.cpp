@@ -4,6 +4,7 @@
 #include <qrl/core/rng.hpp>
 #include <qrl/env/preprocess.hpp>
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_planner.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -476,5 +477,76 @@ TEST_SUITE("flappy") {
     FlappyBirdConfig no_frames;
     no_frames.frame_skip = 0;
     CHECK_THROWS_WITH_AS(FlappyBird{no_frames}, doctest::Contains("frame_skip must be >= 1"), qrl::Error);
+  }
+
+  TEST_CASE("flappy planner: reading the true state it reaches the pipe cap at frame skips 1 and 2") {
+    // What the game allows: 200 pipes on every seed, where the scripted
+    // controller above (flap when 60 px under the gap top) dies far earlier.
+    using qrl::envs::FlappyPlanner;
+    using qrl::envs::FlappyPlannerConfig;
+    for (const int frame_skip : {1, 2}) {
+      CAPTURE(frame_skip);
+      FlappyBirdConfig config;
+      config.frame_skip = frame_skip;
+      config.max_score = 200;
+      FlappyBird env(config);
+      FlappyPlannerConfig planner_config;
+      planner_config.frame_skip = frame_skip;
+      FlappyPlanner planner(planner_config);
+      int scripted_total = 0;
+      for (const std::uint64_t seed : {1000u, 1001u}) {
+        CAPTURE(seed);
+        env.reset(seed);
+        qrl::env::StepResult result;
+        do {
+          result = env.step(planner.act(env));
+        } while (!result.terminated && !result.truncated);
+        CHECK(result.truncated);
+        CHECK(env.score() == 200);
+
+        env.reset(seed);
+        do {
+          result = env.step(scripted_action(env));
+        } while (!result.terminated && !result.truncated);
+        scripted_total += env.score();
+      }
+      CHECK(scripted_total < 200);
+    }
+  }
+
+  TEST_CASE("flappy planner: flaps to escape the lower pipe and holds back under the upper one") {
+    using qrl::envs::FlappyPlanner;
+    FlappyBird env;  // frame skip 1, the planner's must match
+    qrl::envs::FlappyPlannerConfig config;
+    config.frame_skip = 1;
+    FlappyPlanner planner(config);
+    env.reset(3);
+    auto place = [&env](int bird_y, int velocity) {
+      // One pipe around the bird (x 57..90 against the pipe's 40..91), gap 200..300.
+      auto state = env.save_state();
+      state["bird_y"] = bird_y;
+      state["velocity"] = velocity;
+      state["pipes"] = nlohmann::json::array({nlohmann::json::array({40, 200})});
+      env.load_state(state);
+    };
+    // Falling at 10 px a frame with its bottom at 294: doing nothing puts it
+    // at 304, 4 px into the lower pipe; a flap lifts it to 261.
+    place(270, 10);
+    CHECK(planner.act(env) == 1);
+    CHECK(env.step(1).terminated == false);
+    // At rest 6 px under the gap top: a flap would rise 9 px into the upper
+    // pipe; doing nothing sinks 1 px.
+    place(206, 0);
+    CHECK(planner.act(env) == 0);
+    CHECK(env.step(0).terminated == false);
+    place(206, 0);
+    CHECK(env.step(1).terminated);  // the flap it avoided does crash
+
+    FlappyBirdConfig skip2;
+    skip2.frame_skip = 2;
+    FlappyBird other(skip2);
+    other.reset(3);
+    CHECK_THROWS_WITH_AS(planner.act(other), doctest::Contains("planned for frame_skip 1 but the game uses 2"),
+                         qrl::Error);
   }
 }

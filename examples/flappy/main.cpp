@@ -5,6 +5,7 @@
 //   flappy train --config run.toml
 //   flappy eval  --weights runs/flappy/weights.safetensors --episodes 10 --json
 //   flappy eval  --policy random --episodes 20 --json
+//   flappy eval  --policy planner --episodes 10 --json   (the game's true state: what it allows)
 //   flappy play  --weights runs/flappy/weights.safetensors --gif play.gif
 //   flappy plot  runs/flappy
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_planner.hpp>
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
 
@@ -93,14 +95,16 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   return examples::run_training(ctx, trainer, run, config_toml);
 }
 
-// Plays `episodes` seeded episodes with the greedy agent or a random policy.
+// Plays `episodes` seeded episodes with the greedy agent, a random policy or
+// the planner (which reads the game's state, not pixels).
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
   const bool random_policy = o.policy == "random";
+  const bool planner_policy = o.policy == "planner";
   auto net = make_network<B>(o);
   std::unique_ptr<rl::Dqn<B>> agent;
-  if (!random_policy) {
+  if (o.policy == "agent") {
     require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'flappy train', or use "
                                 "--policy random)");
     nn::load_weights(ctx, net, o.weights);
@@ -111,7 +115,10 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   envs::FlappyBird env(env_config(o, o.max_pipes));
   rl::FrameStack stack(env.observation_shape(), o.stack);
   Rng random(o.seed ^ 0xa5a5a5a5ULL);
-  examples::EvalSummary summary{random_policy ? "random" : "agent", o.seed, {}, {}};
+  envs::FlappyPlannerConfig planner_config;
+  planner_config.frame_skip = o.frame_skip;
+  envs::FlappyPlanner planner(planner_config);
+  examples::EvalSummary summary{o.policy, o.seed, {}, {}};
   // The same timing as the training recordings: the game in real time.
   env::RecordVideoConfig gif_timing;
   gif_timing.time_for_game(envs::FlappyBird::kFramesPerSecond, o.frame_skip);
@@ -127,7 +134,9 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     std::int64_t step = 0;
     env::StepResult r;
     do {
-      const int action = random_policy ? static_cast<int>(random.uniform_index(2)) : agent->greedy_action(stack.data());
+      const int action = random_policy    ? static_cast<int>(random.uniform_index(2))
+                         : planner_policy ? planner.act(env)
+                                          : agent->greedy_action(stack.data());
       r = env.step(action);
       stack.push(r.observation);
       episode_return += r.reward;
@@ -187,7 +196,7 @@ int main(int argc, char** argv) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
     cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
