@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <span>
 #include <vector>
 
 #include <qrl/core/error.hpp>
