@@ -10,6 +10,7 @@
 //   flappy plot  runs/flappy
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include <qrl/envs/flappy_bird.hpp>
@@ -115,9 +116,8 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
   envs::FlappyBird env(env_config(o, o.max_pipes));
   rl::FrameStack stack(env.observation_shape(), o.stack);
   Rng random(o.seed ^ 0xa5a5a5a5ULL);
-  envs::FlappyPlannerConfig planner_config;
-  planner_config.frame_skip = o.frame_skip;
-  envs::FlappyPlanner planner(planner_config);
+  std::optional<envs::FlappyPlanner> planner;
+  if (planner_policy) planner.emplace(envs::FlappyPlannerConfig{.frame_skip = o.frame_skip});
   examples::EvalSummary summary{o.policy, o.seed, {}, {}};
   // The same timing as the training recordings: the game in real time.
   env::RecordVideoConfig gif_timing;
@@ -135,7 +135,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     env::StepResult r;
     do {
       const int action = random_policy    ? static_cast<int>(random.uniform_index(2))
-                         : planner_policy ? planner.act(env)
+                         : planner_policy ? planner->act(env)
                                           : agent->greedy_action(stack.data());
       r = env.step(action);
       stack.push(r.observation);

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -18,8 +19,9 @@ namespace qrl::envs {
 
 struct FlappyPlannerConfig {
   int frame_skip = 2;  // the game's frame_skip: the planner decides as often as an agent
-  // How far ahead it searches. Beyond about two pipes (72 frames) the pipes
-  // are not on screen yet, so more buys little.
+  // How far ahead it searches. A pipe spawns off the right edge 52 frames
+  // before it reaches the bird, so pipes further ahead than that are unknown;
+  // 100 frames also covers the hypothesised next one.
   int lookahead_frames = 100;
   // The gap of the pipe that spawns within the lookahead is not known yet;
   // the planner tries gap tops this far apart across the game's range and
@@ -37,7 +39,14 @@ class FlappyPlanner {
             config_.lookahead_frames);
     require(config_.hedge_step_px >= 0, "FlappyPlanner: hedge_step_px must be >= 0 (0: no hedging), got ",
             config_.hedge_step_px);
-    visited_.assign(static_cast<std::size_t>(kMaxLookahead + 1) * kYCount * kVelocityCount, 0);
+    visited_.assign(static_cast<std::size_t>(config_.lookahead_frames + 1) * kYCount * kVelocityCount, 0);
+    if (config_.hedge_step_px == 0) {
+      hypotheses_.push_back(kUnknownGap);
+    } else {
+      for (int gap = FlappyBird::kGapOffset; gap < FlappyBird::kGapOffset + FlappyBird::kGapRange;
+           gap += config_.hedge_step_px)
+        hypotheses_.push_back(gap);
+    }
   }
 
   // 0: do nothing, 1: flap. Among the actions, the one that survives the
@@ -55,36 +64,29 @@ class FlappyPlanner {
       }
     }
 
-    std::vector<int> hypotheses;
-    if (config_.hedge_step_px == 0) {
-      hypotheses.push_back(kUnknownGap);
-    } else {
-      for (int gap = FlappyBird::kGapOffset; gap < FlappyBird::kGapOffset + FlappyBird::kGapRange;
-           gap += config_.hedge_step_px)
-        hypotheses.push_back(gap);
-    }
-
     const FlappyBirdMotion now{game.bird_y(), game.bird_velocity()};
-    int best_action = 0;
-    long best_cost = LONG_MAX;
-    for (int action = 0; action < FlappyBird::kActionCount; ++action) {
-      int survived = 0;
-      for (const int gap : hypotheses) {
-        const bool gap_matters = build_timeline(pipes, gap);
+    std::array<int, FlappyBird::kActionCount> survived{};
+    for (const int gap : hypotheses_) {
+      const bool gap_matters = build_timeline(pipes, gap);
+      for (int action = 0; action < FlappyBird::kActionCount; ++action) {
+        ++search_;  // each search starts with nothing visited
         FlappyBirdMotion bird = now;
         int frame = 0;
-        const bool ok = advance(bird, frame, action) && survives(bird, frame);
-        if (!gap_matters) {  // no pipe spawns within the lookahead: every hypothesis ends alike
-          survived = ok ? static_cast<int>(hypotheses.size()) : 0;
-          break;
-        }
-        survived += ok;
+        // Without a pipe spawning within the lookahead every hypothesis ends alike.
+        if (advance(bird, frame, action) && survives(bird, frame))
+          survived[action] += gap_matters ? 1 : static_cast<int>(hypotheses_.size());
       }
+      if (!gap_matters) break;
+    }
+
+    int best_action = 0;
+    std::pair<int, int> best{INT_MAX, INT_MAX};  // (-hypotheses survived, distance to the target)
+    for (int action = 0; action < FlappyBird::kActionCount; ++action) {
       FlappyBirdMotion after = now;
       for (int k = 0; k < config_.frame_skip; ++k) after = FlappyBird::move_bird(after, k == 0 && action == 1);
-      const long cost = -static_cast<long>(survived) * kYCount + std::labs(after.y - target_y);
-      if (cost < best_cost) {
-        best_cost = cost;
+      const std::pair<int, int> rank{-survived[action], std::abs(after.y - target_y)};
+      if (rank < best) {
+        best = rank;
         best_action = action;
       }
     }
@@ -121,7 +123,6 @@ class FlappyPlanner {
       for (int i = 0; i < count; ++i)
         if (pipes[i].gap_top != kUnknownGap) known.pipes[known.count++] = pipes[i];
     }
-    ++search_;  // a new timeline invalidates what the last search visited
     return spawned > 0 && first_spawn_gap != kUnknownGap;
   }
 
@@ -156,6 +157,7 @@ class FlappyPlanner {
 
   FlappyPlannerConfig config_;
   std::array<FramePipes, kMaxLookahead + 1> timeline_{};
+  std::vector<int> hypotheses_;  // gap tops tried for the next pipe to spawn
   std::vector<std::uint32_t> visited_;  // per (frame, y, velocity): the search that last saw it
   std::uint32_t search_ = 0;
 };
