@@ -1,6 +1,6 @@
 // Losses: the element-wise mean losses and the fused TD step of the DQN
-// update (gather Q(s,a), bootstrap value, target, Huber/MSE and dLoss/dQ) in
-// one launch. Reductions are in double, as the CPU backend's.
+// update (gather Q(s,a), bootstrap value, target, Huber/MSE, DQfD's margin on
+// demonstration rows and dLoss/dQ) in one launch. Reductions are in double, as the CPU backend's.
 #include <qrl/backend/cuda_launch.hpp>
 
 #include "launch_config.cuh"
@@ -30,6 +30,7 @@ __global__ void td_loss_kernel(TdLossArgs a) {
   const TdTarget target{a.gamma};
   const HuberElement huber{a.huber_delta};
   const SquaredElement squared;
+  const LargeMarginElement margin{a.margin};
   const float inv_batch = 1.0f / static_cast<float>(a.batch);
   double loss = 0.0, q_sum = 0.0;
   for (int i = threadIdx.x; i < a.batch; i += blockDim.x) {
@@ -54,6 +55,9 @@ __global__ void td_loss_kernel(TdLossArgs a) {
     loss += is_huber ? huber.value(d) : squared.value(d);
     const float grad = (is_huber ? huber.grad(d) : squared.grad(d)) * inv_batch;
     for (int k = 0; k < a.actions; ++k) a.grad_q[row + k] = k == action ? grad : 0.0f;
+    if (i < a.demonstration_rows)
+      loss += a.margin_weight * margin.accumulate(a.q + row, a.actions, action, a.margin_weight * inv_batch,
+                                                  a.grad_q + row);
   }
   loss = block_sum(loss);
   q_sum = block_sum(q_sum);

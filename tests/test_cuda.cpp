@@ -181,7 +181,7 @@ TEST_SUITE("cuda") {
     CHECK(all_close(to_host(gc, grad_g), to_host(cc, grad_c), 0.0, 1e-6, "huber grad"));
   }
 
-  TEST_CASE("cuda: the fused TD step matches the CPU - targets and masks and Double DQN and both losses") {
+  TEST_CASE("cuda: the fused TD step matches the CPU - targets and masks and Double DQN and both losses and the DQfD margin") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
     Context<cuda> gc;
@@ -197,8 +197,11 @@ TEST_SUITE("cuda") {
       reward[i] = static_cast<float>(rng.normal());
       terminated[i] = i % 7 == 0 ? 1.0f : 0.0f;
     }
+    float loss_without_demonstrations = 0.0f;
+    for (const int demonstration_rows : {0, batch / 2})
     for (const bool double_dqn : {false, true})
       for (const LossKind loss : {LossKind::huber, LossKind::mse}) {
+        CAPTURE(demonstration_rows);
         CAPTURE(double_dqn);
         CAPTURE(static_cast<int>(loss));
         std::vector<float> grad_c(batch * actions), stats_c(2);
@@ -214,6 +217,9 @@ TEST_SUITE("cuda") {
         a.gamma = 0.97f;
         a.loss = loss;
         a.huber_delta = 1.0f;
+        a.demonstration_rows = demonstration_rows;
+        a.margin = 0.8f;
+        a.margin_weight = 0.7f;
         a.grad_q = grad_c.data();
         a.loss_out = stats_c.data();
         a.q_mean_out = stats_c.data() + 1;
@@ -242,6 +248,12 @@ TEST_SUITE("cuda") {
         // 1e-7 / batch in the gradient.
         CHECK(all_close(to_host(gc, grad_g), grad_c, 1e-8, 1e-5, "td grad_q"));
         CHECK(all_close(to_host(gc, stats_g), stats_c, 1e-7, 1e-6, "td loss and q mean"));
+        // The margin must be active on some demonstration rows, or the
+        // comparison above would not cover it.
+        if (!double_dqn && loss == LossKind::huber) {
+          if (demonstration_rows == 0) loss_without_demonstrations = stats_c[0];
+          else CHECK(stats_c[0] > loss_without_demonstrations + 0.1f);
+        }
       }
   }
 

@@ -5,6 +5,8 @@
 // one-env trainer's steps with one env, and store each env's own transitions.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 
 #include <qrl/env/vector_env.hpp>
@@ -118,6 +120,36 @@ void check_learned(rl::Dqn<B>& agent, const char* what) {
   MESSAGE("Catch (", std::string(what), ") mean return over ", episodes, " episodes: random ", random, ", DQN ", learned);
   CHECK(random < -0.4);
   CHECK(learned > 0.9);
+}
+
+// A perfect Catch player that reads the frame: it moves the paddle (bottom
+// row) toward the ball's column. Its play, recorded, is DQfD's demonstrations.
+std::uint8_t pixel_column(const std::uint8_t* row, int size) {
+  return static_cast<std::uint8_t>(std::find(row, row + size, std::uint8_t{255}) - row);
+}
+int catch_demonstrator(env::FrameView frame) {
+  const int size = frame.shape.width;
+  int ball = -1;
+  for (int r = 0; r < size - 1 && ball < 0; ++r)
+    if (pixel_column(frame.pixels + r * size, size) < size) ball = pixel_column(frame.pixels + r * size, size);
+  const int paddle = pixel_column(frame.pixels + (size - 1) * size, size);
+  return ball < 0 || ball == paddle ? envs::Catch::stay : ball < paddle ? envs::Catch::left : envs::Catch::right;
+}
+
+template <class B>
+void record_catch_demonstrations(rl::ReplayMemory<B>& memory, int episodes) {
+  envs::Catch env(10);
+  for (int e = 0; e < episodes; ++e) {
+    env::FrameView frame = env.reset(5000 + e);
+    memory.begin_episode(frame);
+    for (;;) {
+      const int action = catch_demonstrator(frame);
+      const auto r = env.step(action);
+      memory.add(action, static_cast<float>(r.reward), r.terminated, r.truncated, r.observation);
+      frame = r.observation;
+      if (r.terminated) break;
+    }
+  }
 }
 
 }  // namespace
@@ -271,6 +303,37 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
   check_learned(agent, "1 env");
 }
 
+TEST_CASE_TEMPLATE_DEFINE("DQfD pre-training on demonstrations alone plays Catch; without the margin it does not", B,
+                          dqfd_catch) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  rl::ReplayMemory<B> demonstrations({2000, {10, 10, 1}, 2});
+  record_catch_demonstrations(demonstrations, 100);
+  REQUIRE(demonstrations.transitions() == 900);
+  // The demonstrations hold only the demonstrator's actions: TD targets say
+  // nothing about the others, so only the margin can rank them below.
+  double without_margin = 0.0;
+  for (const float weight : {1.0f, 0.0f}) {
+    CAPTURE(weight);
+    Rng init_rng(2024), sampling(11);
+    auto net = catch_network<B>();
+    net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+    auto config = catch_dqn_config<B>();
+    config.demonstration_weight = weight;
+    rl::Dqn<B> agent(ctx, std::move(net), Shape{2, 10, 10}, 3, config);
+    agent.pretrain(demonstrations, 600, sampling);
+    CHECK(agent.updates() == 600);
+    CHECK(std::isfinite(agent.last_stats().loss));
+    if (weight > 0.0f) {
+      check_learned(agent, "DQfD pre-training");
+    } else {
+      without_margin = mean_return([&](const std::uint8_t* s) { return agent.greedy_action(s); }, 200, 1000000);
+      MESSAGE("Catch after pre-training without the margin (TD on demonstrations only): ", without_margin);
+    }
+  }
+  CHECK(without_margin < 0.5);
+}
+
 TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B, learns_catch_vector) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
@@ -292,6 +355,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
 }
 
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
@@ -301,6 +365,7 @@ TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cuda);

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include <qrl/backend/op_args.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>
 #include <qrl/rl/frame_stack.hpp>
 #include <qrl/rl/replay_memory.hpp>
@@ -195,6 +196,97 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its
   CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, batch), doctest::Contains("too few"), Error);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrations, the rest from itself", B,
+                          replay_demonstrations) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2}), demonstrations({64, {1, 2, 1}, 2});
+  fill_episodes(memory, {20, 20});  // episodes 1 and 2
+  TaggedFrames f;
+  demonstrations.begin_episode(f.make(9, 0));
+  for (int t = 1; t <= 30; ++t) demonstrations.add(1, 0.5f, false, t == 30, f.make(9, t));
+  rl::ReplayBatch<B> batch;
+  Rng rng(3);
+  memory.sample_with_demonstrations(ctx, rng, 16, demonstrations, 6, batch);
+  const auto states = to_host(ctx, batch.states);
+  const auto actions = to_host(ctx, batch.actions);
+  const auto rewards = to_host(ctx, batch.rewards);
+  REQUIRE(actions.size() == 16);
+  for (int i = 0; i < 16; ++i) {
+    CAPTURE(i);
+    const int episode = states[static_cast<std::size_t>(i) * 4 + 2];  // the newest frame's tag
+    if (i < 6) {
+      CHECK(episode == 9);
+      CHECK(actions[i] == 1);
+      CHECK(rewards[i] == 0.5f);
+    } else {
+      CHECK((episode == 1 || episode == 2));
+    }
+  }
+  // Reproducible from the seed, like sample().
+  rl::ReplayBatch<B> again;
+  Rng same(3);
+  memory.sample_with_demonstrations(ctx, same, 16, demonstrations, 6, again);
+  CHECK(to_host(ctx, again.states) == states);
+
+  rl::ReplayMemory<B> other_frames({64, {2, 1, 1}, 2});
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, other_frames, 6, batch),
+                       doctest::Contains("must match"), Error);
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, demonstrations, 17, batch),
+                       doctest::Contains("[0, 16]"), Error);
+  rl::ReplayMemory<B> empty({64, {1, 2, 1}, 2});
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, empty, 6, batch),
+                       doctest::Contains("record more"), Error);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("The TD step adds DQfD's large margin on demonstration rows only", B, td_margin) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  constexpr int batch = 3, actions = 3;
+  // gamma 0 and terminal rows: each TD target is the reward, set to Q(s, a),
+  // so the TD error is zero and only the margin term remains.
+  const std::vector<float> q{1.0f, 0.2f, 0.5f,   // demonstrated 2: 0 + margin leads by 1.3
+                             0.1f, 2.0f, 0.3f,   // demonstrated 1: already leads by more than the margin
+                             0.0f, 5.0f, 5.0f};  // not a demonstration row
+  const std::vector<std::int32_t> action{2, 1, 0};
+  const std::vector<float> reward{0.5f, 2.0f, 0.0f}, terminated{1.0f, 1.0f, 1.0f};
+  auto q_t = from_host<B, float>(ctx, q, {batch, actions});
+  auto action_t = from_host<B, std::int32_t>(ctx, action, {batch});
+  auto reward_t = from_host<B, float>(ctx, reward, {batch});
+  auto terminated_t = from_host<B, float>(ctx, terminated, {batch});
+  Tensor<B, float> grad({batch, actions}), stats({2});
+  for (const int rows : {0, 2, 3}) {
+    CAPTURE(rows);
+    TdLossArgs a;
+    a.batch = batch;
+    a.actions = actions;
+    a.q = q_t.data();
+    a.q_next_target = q_t.data();
+    a.action = action_t.data();
+    a.reward = reward_t.data();
+    a.terminated = terminated_t.data();
+    a.gamma = 0.0f;
+    a.demonstration_rows = rows;
+    a.margin = 0.8f;
+    a.margin_weight = 0.5f;
+    a.grad_q = grad.data();
+    a.loss_out = stats.data();
+    a.q_mean_out = stats.data() + 1;
+    backend_traits<B>::td_loss(ctx, a);
+    const auto g = to_host(ctx, grad);
+    const auto st = to_host(ctx, stats);
+    // Row 0: max over a of Q + 0.8 [a != 2] is action 0's 1.8; loss 1.8 - 0.5.
+    // Row 2 as a demonstration of action 0: actions 1 and 2 tie at 5.8 and
+    // the lower one takes the gradient, as max_element picks it.
+    const float row0 = rows > 0 ? 1.3f : 0.0f, row2 = rows > 2 ? 5.8f : 0.0f;
+    CHECK(st[0] == doctest::Approx(0.5f * (row0 + row2) / batch).epsilon(1e-6));
+    CHECK(st[1] == doctest::Approx((0.5f + 2.0f + 0.0f) / batch).epsilon(1e-6));
+    const float step0 = rows > 0 ? 0.5f / batch : 0.0f, step2 = rows > 2 ? 0.5f / batch : 0.0f;
+    const std::vector<float> expected{step0, 0.0f, -step0, 0.0f, 0.0f, 0.0f, -step2, step2, 0.0f};
+    for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(expected[i]).epsilon(1e-6));
+  }
+}
+
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart", B, replay_streams) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
@@ -294,6 +386,8 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
 }
 
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
@@ -304,6 +398,8 @@ TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);

@@ -299,6 +299,7 @@ struct backend_traits<cpu> {
     const kernels::TdTarget target{a.gamma};
     const kernels::HuberElement huber{a.huber_delta};
     const kernels::SquaredElement squared;
+    const kernels::LargeMarginElement margin{a.margin};
     const float inv_batch = 1.0f / static_cast<float>(a.batch);
     double loss = 0.0, q_sum = 0.0;
     std::fill_n(a.grad_q, std::int64_t{a.batch} * a.actions, 0.0f);
@@ -321,6 +322,11 @@ struct backend_traits<cpu> {
       } else {
         loss += squared.value(d);
         a.grad_q[index] = squared.grad(d) * inv_batch;
+      }
+      if (i < a.demonstration_rows) {
+        const std::int64_t row = std::int64_t{i} * a.actions;
+        loss += a.margin_weight * margin.accumulate(a.q + row, a.actions, a.action[i], a.margin_weight * inv_batch,
+                                                    a.grad_q + row);
       }
     }
     *a.loss_out = static_cast<float>(loss / a.batch);

@@ -21,6 +21,11 @@ struct TdLossArgs {
   float gamma = 0.99f;
   LossKind loss = LossKind::huber;
   float huber_delta = 1.0f;
+  // Rows [0, demonstration_rows) are demonstrations: their action is the
+  // demonstrator's, and they add margin_weight * LargeMarginElement{margin}.
+  int demonstration_rows = 0;
+  float margin = 0.8f;
+  float margin_weight = 1.0f;
   float* grad_q = nullptr;      // [batch, actions] out: dLoss/dQ
   float* loss_out = nullptr;    // 1 float out: mean loss
   float* q_mean_out = nullptr;  // 1 float out: mean Q(s, a), for logging

@@ -36,4 +36,29 @@ struct TdTarget {
   }
 };
 
+// DQfD's large-margin loss on a demonstrated action a_E (Hester et al. 2018):
+// max_a [Q(s,a) + margin·(a != a_E)] - Q(s,a_E). TD targets alone never say
+// that the demonstrator's action beats the ones it did not take (those never
+// appear in the data); this term does, and is zero once Q(s,a_E) leads every
+// other action by the margin. Ties go to the lowest action, as max_element.
+struct LargeMarginElement {
+  float margin = 0.8f;
+  // Adds scale * dLoss/dQ into one row of grad; returns the row's loss.
+  QRL_HOST_DEVICE float accumulate(const float* q, int actions, int demonstrated, float scale, float* grad) const {
+    int best = 0;
+    float best_value = q[0] + (demonstrated == 0 ? 0.0f : margin);
+    for (int k = 1; k < actions; ++k) {
+      const float value = q[k] + (demonstrated == k ? 0.0f : margin);
+      if (value > best_value) {
+        best = k;
+        best_value = value;
+      }
+    }
+    if (best == demonstrated) return 0.0f;
+    grad[best] += scale;
+    grad[demonstrated] -= scale;
+    return best_value - q[demonstrated];
+  }
+};
+
 }  // namespace qrl::kernels

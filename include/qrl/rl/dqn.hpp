@@ -26,6 +26,11 @@ struct DqnConfig {
   int train_frequency = 4;                    // env steps per update
   std::int64_t target_update_interval = 1000;  // env steps per target sync
   optim::AdamConfig adam{};
+  // DQfD (Hester et al. 2018), used once demonstrations are attached: the
+  // share of every batch drawn from them, and their large-margin term.
+  int demonstration_rows = 8;
+  float demonstration_margin = 0.8f;
+  float demonstration_weight = 1.0f;
 };
 
 // Losses and Q statistics of the last update, read back on request.
@@ -58,6 +63,12 @@ class Dqn {
     require(config.train_frequency > 0, "Dqn: train frequency must be positive, got ", config.train_frequency);
     require(config.target_update_interval > 0, "Dqn: target update interval must be positive, got ",
             config.target_update_interval);
+    require(config.demonstration_rows >= 0 && config.demonstration_rows <= config.batch_size,
+            "Dqn: demonstration rows must lie in [0, batch size ", config.batch_size, "], got ",
+            config.demonstration_rows);
+    require(config.demonstration_margin >= 0.0f && config.demonstration_weight >= 0.0f,
+            "Dqn: the demonstration margin and weight must be non-negative, got ", config.demonstration_margin,
+            " and ", config.demonstration_weight);
     const Shape out = online_.output_shape({1, observation[0], observation[1], observation[2]});
     require_shape(out.rank() == 2 && out[1] == actions, "Dqn: the network maps ", observation.str(), " to ",
                   out.str(), " but the environment has ", actions, " actions");
@@ -125,9 +136,29 @@ class Dqn {
     }
   }
 
-  // One gradient step on a sampled batch. Nothing is read back to the host;
-  // call last_stats() for logging.
-  void update(const ReplayBatch<B>& batch) {
+  // DQfD: from now on every update draws config().demonstration_rows rows of
+  // its batch from `demonstrations` (the demonstrator's transitions, its
+  // actions as stored) and adds the large-margin term on them. The memory
+  // must outlive the agent's training; nullptr detaches it.
+  void use_demonstrations(const ReplayMemory<B>* demonstrations) { demonstrations_ = demonstrations; }
+
+  // DQfD's pre-training: `updates` updates on whole batches of
+  // demonstrations before the agent acts, the target synced as often per
+  // update as during training.
+  void pretrain(ReplayMemory<B>& demonstrations, std::int64_t updates, Rng& sampling_rng) {
+    const std::int64_t sync_every = std::max<std::int64_t>(1, config_.target_update_interval / config_.train_frequency);
+    for (std::int64_t u = 0; u < updates; ++u) {
+      demonstrations.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
+      update(batch_, config_.batch_size);
+      if ((u + 1) % sync_every == 0) sync_target();
+    }
+    sync_target();
+  }
+
+  // One gradient step on a sampled batch; its first `demonstration_rows`
+  // rows are demonstrations (DQfD's margin term). Nothing is read back to
+  // the host; call last_stats() for logging.
+  void update(const ReplayBatch<B>& batch, int demonstration_rows = 0) {
     auto& ctx = *ctx_;
     const int n = batch.size();
     const Shape shape{n, observation_[0], observation_[1], observation_[2]};
@@ -162,6 +193,9 @@ class Dqn {
     args.gamma = config_.gamma;
     args.loss = config_.loss;
     args.huber_delta = config_.huber_delta;
+    args.demonstration_rows = demonstration_rows;
+    args.margin = config_.demonstration_margin;
+    args.margin_weight = config_.demonstration_weight;
     args.grad_q = grad_q_.data();
     args.loss_out = stats_.data();
     args.q_mean_out = stats_.data() + 1;
@@ -184,10 +218,15 @@ class Dqn {
   // target_update_interval steps. Returns true when an update ran.
   bool maybe_train(std::int64_t env_step, ReplayMemory<B>& replay, Rng& sampling_rng) {
     bool trained = false;
+    const int demonstration_rows = demonstrations_ ? config_.demonstration_rows : 0;
     if (env_step >= config_.learning_starts && env_step % config_.train_frequency == 0 &&
-        replay.can_sample(config_.batch_size)) {
-      replay.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
-      update(batch_);
+        replay.can_sample(config_.batch_size - demonstration_rows)) {
+      if (demonstrations_)
+        replay.sample_with_demonstrations(*ctx_, sampling_rng, config_.batch_size, *demonstrations_,
+                                          demonstration_rows, batch_);
+      else
+        replay.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
+      update(batch_, demonstration_rows);
       trained = true;
     }
     if (env_step >= config_.learning_starts && env_step % config_.target_update_interval == 0) sync_target();
@@ -202,6 +241,7 @@ class Dqn {
   DqnConfig config_;
   optim::Adam<B> optimizer_;
   std::int64_t updates_ = 0;
+  const ReplayMemory<B>* demonstrations_ = nullptr;
   ReplayBatch<B> batch_;
   Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_;
   Tensor<B, std::uint8_t> act_states_;

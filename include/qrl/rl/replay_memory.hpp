@@ -158,31 +158,31 @@ class ReplayMemory {
   void sample(Context<B>& ctx, Rng& rng, int batch, ReplayBatch<B>& out) {
     require(can_sample(batch), "replay memory holds ", transitions_, " transitions, too few for a batch of ", batch,
             " (raise learning_starts)");
-    const Shape stacked{batch, config_.stack, config_.frame.height, config_.frame.width};
-    staging_states_.resize(static_cast<std::size_t>(stacked.size()));
-    staging_next_.resize(staging_states_.size());
-    staging_actions_.resize(batch);
-    staging_rewards_.resize(batch);
-    staging_terminated_.resize(batch);
-    const std::size_t state_bytes = frame_bytes_ * config_.stack;
-    for (int i = 0; i < batch; ++i) {
-      const auto [r, slot] = draw_valid_slot(rng);
-      gather_state(*r, slot, staging_states_.data() + i * state_bytes);
-      gather_state(*r, next(*r, slot), staging_next_.data() + i * state_bytes);
-      staging_actions_[i] = actions_[slot];
-      staging_rewards_[i] = rewards_[slot];
-      staging_terminated_[i] = (flags_[slot] & terminal) ? 1.0f : 0.0f;
-    }
-    out.states.resize(stacked);
-    out.next_states.resize(stacked);
-    out.actions.resize({batch});
-    out.rewards.resize({batch});
-    out.terminated.resize({batch});
-    upload<B, std::uint8_t>(ctx, staging_states_, out.states);
-    upload<B, std::uint8_t>(ctx, staging_next_, out.next_states);
-    upload<B, std::int32_t>(ctx, staging_actions_, out.actions);
-    upload<B, float>(ctx, staging_rewards_, out.rewards);
-    upload<B, float>(ctx, staging_terminated_, out.terminated);
+    resize_staging(batch);
+    draw_rows(rng, 0, batch, *this);
+    upload_staging(ctx, batch, out);
+  }
+
+  // A batch whose first `demonstration_rows` rows come from `demonstrations`
+  // (DQfD's demonstration data, drawn first) and the rest from this memory,
+  // each part uniform over its own transitions, as sample() draws.
+  void sample_with_demonstrations(Context<B>& ctx, Rng& rng, int batch, const ReplayMemory& demonstrations,
+                                  int demonstration_rows, ReplayBatch<B>& out) {
+    require(demonstration_rows >= 0 && demonstration_rows <= batch, "demonstration rows must lie in [0, ", batch,
+            "], got ", demonstration_rows);
+    require(demonstrations.config_.stack == config_.stack &&
+                demonstrations.config_.frame.height == config_.frame.height &&
+                demonstrations.config_.frame.width == config_.frame.width &&
+                demonstrations.config_.frame.channels == config_.frame.channels,
+            "the demonstrations' frames and stack must match the replay memory's");
+    require(demonstrations.can_sample(demonstration_rows), "the demonstrations hold ", demonstrations.transitions_,
+            " transitions, too few for ", demonstration_rows, " rows a batch (record more)");
+    require(can_sample(batch - demonstration_rows), "replay memory holds ", transitions_,
+            " transitions, too few for a batch of ", batch - demonstration_rows, " (raise learning_starts)");
+    resize_staging(batch);
+    demonstrations.draw_rows(rng, 0, demonstration_rows, *this);
+    draw_rows(rng, demonstration_rows, batch - demonstration_rows, *this);
+    upload_staging(ctx, batch, out);
   }
 
   // The stacked state [stack, H, W] of the k-th oldest stored frame (of
@@ -265,6 +265,43 @@ class ReplayMemory {
 
   // One draw over the used slots of all rings (ring by ring), so every
   // stored frame is equally likely; rejected until it holds a transition.
+  void resize_staging(int batch) {
+    const std::size_t state_bytes = frame_bytes_ * config_.stack;
+    staging_states_.resize(state_bytes * static_cast<std::size_t>(batch));
+    staging_next_.resize(staging_states_.size());
+    staging_actions_.resize(batch);
+    staging_rewards_.resize(batch);
+    staging_terminated_.resize(batch);
+  }
+
+  // Draws rows [first, first + count) of `into`'s host staging from this
+  // memory (whose frames match `into`'s).
+  void draw_rows(Rng& rng, int first, int count, ReplayMemory& into) const {
+    const std::size_t state_bytes = frame_bytes_ * config_.stack;
+    for (int i = first; i < first + count; ++i) {
+      const auto [r, slot] = draw_valid_slot(rng);
+      gather_state(*r, slot, into.staging_states_.data() + i * state_bytes);
+      gather_state(*r, next(*r, slot), into.staging_next_.data() + i * state_bytes);
+      into.staging_actions_[i] = actions_[slot];
+      into.staging_rewards_[i] = rewards_[slot];
+      into.staging_terminated_[i] = (flags_[slot] & terminal) ? 1.0f : 0.0f;
+    }
+  }
+
+  void upload_staging(Context<B>& ctx, int batch, ReplayBatch<B>& out) {
+    const Shape stacked{batch, config_.stack, config_.frame.height, config_.frame.width};
+    out.states.resize(stacked);
+    out.next_states.resize(stacked);
+    out.actions.resize({batch});
+    out.rewards.resize({batch});
+    out.terminated.resize({batch});
+    upload<B, std::uint8_t>(ctx, staging_states_, out.states);
+    upload<B, std::uint8_t>(ctx, staging_next_, out.next_states);
+    upload<B, std::int32_t>(ctx, staging_actions_, out.actions);
+    upload<B, float>(ctx, staging_rewards_, out.rewards);
+    upload<B, float>(ctx, staging_terminated_, out.terminated);
+  }
+
   std::pair<const Ring*, std::int64_t> draw_valid_slot(Rng& rng) const {
     for (;;) {
       auto k = static_cast<std::int64_t>(rng.uniform_index(static_cast<std::uint64_t>(count_)));
