@@ -138,6 +138,23 @@ s = json.loads(sys.stdin.read())
 assert s["policy"] == "planner" and s["scores"] == [25.0, 25.0], s
 ' || fail "planner eval did not reach the 25-pipe cap: $(tail -n 1 "$work/planner.txt")"
 
+# DQfD: the planner's play as demonstrations, pre-training, then training that
+# mixes them into every batch; a resume regenerates them and skips pre-training.
+dqfd=(--steps 300 --network tutorial --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100
+      --demonstrations 1500 --demonstration-max-pipes 5 --pretrain-updates 40 --demonstration-rows 3
+      --checkpoint-interval 150 --progress-interval 150 --record off)
+"$flappy" train "${dqfd[@]}" --run-dir "$work/dqfd" --stop-after 150 >"$work/dqfd1.txt" 2>&1 ||
+  fail "DQfD training failed: $(tail -n 3 "$work/dqfd1.txt")"
+grep -qE '^demonstrations: 14[0-9][0-9] planner transitions from [0-9]+ episodes \(up to 5 pipes each, 0 crashed\)' \
+  "$work/dqfd1.txt" || fail "no demonstrations recorded: $(head -n 20 "$work/dqfd1.txt")"
+grep -q '^pretrain 40/40 updates' "$work/dqfd1.txt" || fail "no pre-training line"
+[ -s "$work/dqfd/pretrained.safetensors" ] || fail "pre-training wrote no pretrained.safetensors"
+"$flappy" train --resume "$work/dqfd" >"$work/dqfd2.txt" 2>&1 || fail "DQfD resume failed: $(tail -n 3 "$work/dqfd2.txt")"
+grep -q '^demonstrations: ' "$work/dqfd2.txt" || fail "the resumed DQfD run did not regenerate its demonstrations"
+grep -q '^pretrain' "$work/dqfd2.txt" && fail "the resumed DQfD run pre-trained again"
+grep -q "resumed from .*step_000000000150 at step 150" "$work/dqfd2.txt" || fail "DQfD resume did not start at step 150"
+expect_error "add --demonstrations" train --pretrain-updates 10 --run-dir "$work/no-demos"
+
 "$flappy" play --policy random --episodes 2 --gif "$work/play.gif" >"$work/play.txt" || fail "play --gif failed"
 [ "$(head -c 6 "$work/play.gif")" = "GIF89a" ] || fail "play --gif wrote no GIF89a file"
 [ "$(grep -cE ': score 0, .*, hit the (ground|(upper|lower) pipe [0-9]+ px too (high|low), [0-9]+ px before clearing it)$' "$work/play.txt")" = 2 ] ||

@@ -3,11 +3,14 @@
 //   flappy train --steps 300000 --run-dir runs/flappy
 //   flappy train --resume runs/flappy            (continues exactly where it stopped)
 //   flappy train --config run.toml
+//   flappy train --demonstrations 100000 --pretrain-updates 20000   (DQfD on the planner's play)
 //   flappy eval  --weights runs/flappy/weights.safetensors --episodes 10 --json
 //   flappy eval  --policy random --episodes 20 --json
 //   flappy eval  --policy planner --episodes 10 --json   (the game's true state: what it allows)
 //   flappy play  --weights runs/flappy/weights.safetensors --gif play.gif
 //   flappy plot  runs/flappy
+#include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -40,6 +43,12 @@ struct Options {
   int frame_skip = 2;
   // train (run directory, steps, checkpoints, logs: examples::RunOptions)
   examples::DqnOptions dqn;  // the tutorial's settings (DqnOptions' defaults)
+  // DQfD: the planner's play as demonstrations (0 = plain DQN)
+  std::int64_t demonstrations = 0;
+  int demonstration_max_pipes = 50;
+  std::int64_t pretrain_updates = 0;
+  int demonstration_rows = 8;
+  float demonstration_margin = 0.8f;
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
@@ -69,8 +78,67 @@ nn::Sequential<B> make_network(const Options& o) {
   return nn::tutorial_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount, o.hidden);
 }
 
+// The planner's play as the agent sees it: seeded episodes (their seeds
+// drawn from --seed's own stream, like training episodes'), each ended after
+// --demonstration-max-pipes pipes, until the memory is full (never
+// overwritten: each episode's last frame takes a slot without a transition).
+template <Backend B>
+void record_planner_demonstrations(const Options& o, rl::ReplayMemory<B>& memory) {
+  const auto start = std::chrono::steady_clock::now();
+  envs::FlappyBird env(env_config(o, o.demonstration_max_pipes));
+  envs::FlappyPlanner planner(envs::FlappyPlannerConfig{.frame_skip = o.frame_skip});
+  Rng seeds(o.seed ^ 0xde3005ULL);
+  int episodes = 0, crashes = 0;
+  const auto full = [&] { return memory.frames() >= memory.capacity(); };
+  while (!full()) {
+    memory.begin_episode(env.reset(seeds.next_u64()));
+    ++episodes;
+    while (!full()) {
+      const int action = planner.act(env);
+      const env::StepResult r = env.step(action);
+      memory.add(action, static_cast<float>(r.reward), r.terminated, r.truncated, r.observation);
+      crashes += r.terminated ? 1 : 0;
+      if (r.terminated || r.truncated) break;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "demonstrations: " << memory.transitions() << " planner transitions from " << episodes
+            << " episodes (up to " << o.demonstration_max_pipes << " pipes each, " << crashes << " crashed) in "
+            << seconds << " s" << std::endl;
+}
+
+// DQfD's pre-training on the demonstrations alone; the weights it ends with
+// are kept as RUN_DIR/pretrained.safetensors.
+template <Backend B>
+void pretrain(Context<B>& ctx, const Options& o, rl::Dqn<B>& agent, rl::ReplayMemory<B>& demonstrations,
+              const fs::path& run_dir) {
+  Rng sampling(o.seed ^ 0x9e7a11ULL);
+  constexpr std::int64_t chunk = 1000;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::int64_t done = 0; done < o.pretrain_updates;) {
+    const std::int64_t n = std::min(chunk, o.pretrain_updates - done);
+    agent.pretrain(demonstrations, n, sampling);
+    done += n;
+    const auto stats = agent.last_stats();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    require(std::isfinite(stats.loss), "pre-training diverged (loss ", stats.loss, " after ", done,
+            " updates): lower --lr or --demonstration-margin");
+    std::cout << "pretrain " << done << "/" << o.pretrain_updates << " updates | loss " << stats.loss << " | q "
+              << stats.q_mean << " | " << static_cast<int>(done / seconds) << " updates/s" << std::endl;
+  }
+  fs::create_directories(run_dir);
+  nn::save_weights(ctx, agent.online(), run_dir / "pretrained.safetensors",
+                   {{"pretrain_updates", std::to_string(o.pretrain_updates)},
+                    {"demonstrations", std::to_string(o.demonstrations)}});
+  std::cout << "wrote " << (run_dir / "pretrained.safetensors").string() << std::endl;
+}
+
 template <Backend B>
 int train(const Options& o, const examples::RunOptions& run, const std::string& config_toml) {
+  require(o.demonstrations > 0 || o.pretrain_updates == 0,
+          "--pretrain-updates trains on demonstrations: add --demonstrations N (frames of the planner's play)");
+  require(o.demonstrations == 0 || o.demonstration_rows <= o.dqn.batch_size, "--demonstration-rows ",
+          o.demonstration_rows, " exceeds --batch-size ", o.dqn.batch_size, ": the rows are part of each batch");
   Context<B> ctx;
   rl::ReplayConfig replay_config{o.dqn.buffer_size, {o.frame_size, o.frame_size, 1}, o.stack};
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
@@ -82,9 +150,21 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, o.frame_size, o.frame_size});
 
-  const rl::DqnConfig config = o.dqn.dqn_config();
+  rl::DqnConfig config = o.dqn.dqn_config();
+  config.demonstration_rows = o.demonstration_rows;
+  config.demonstration_margin = o.demonstration_margin;
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
                    config);
+
+  // Regenerated on --resume (the planner and its seeds are deterministic), so
+  // checkpoints need not carry them.
+  std::optional<rl::ReplayMemory<B>> demonstrations;
+  if (o.demonstrations > 0) {
+    demonstrations.emplace(rl::ReplayConfig{o.demonstrations, {o.frame_size, o.frame_size, 1}, o.stack});
+    record_planner_demonstrations(o, *demonstrations);
+    if (run.resume.empty() && o.pretrain_updates > 0) pretrain(ctx, o, agent, *demonstrations, run.run_dir);
+    agent.use_demonstrations(&*demonstrations);
+  }
 
   envs::FlappyBird game(env_config(o, 0));
   auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
@@ -191,6 +271,11 @@ int main(int argc, char** argv) {
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   examples::add_dqn_options(train_cmd, o.dqn);
+  train_cmd->add_option("--demonstrations", o.demonstrations, "DQfD: record this many frames of the planner's play (it reads the game's state; see --policy planner) as demonstrations; every batch then draws --demonstration-rows rows from them with a large-margin term toward the planner's action. 0 = plain DQN")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--demonstration-max-pipes", o.demonstration_max_pipes, "End each demonstration episode after this many pipes (more episodes, more starts)")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cmd->add_option("--pretrain-updates", o.pretrain_updates, "DQfD: updates on the demonstrations alone before the agent acts (skipped on --resume)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--demonstration-rows", o.demonstration_rows, "DQfD: rows of every --batch-size batch drawn from the demonstrations")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--demonstration-margin", o.demonstration_margin, "DQfD: the margin by which the planner's action must lead the other's Q-value")->check(CLI::NonNegativeNumber)->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
