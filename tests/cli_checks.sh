@@ -138,6 +138,22 @@ s = json.loads(sys.stdin.read())
 assert s["policy"] == "planner" and s["scores"] == [25.0, 25.0], s
 ' || fail "planner eval did not reach the 25-pipe cap: $(tail -n 1 "$work/planner.txt")"
 
+# --epsilon perturbs the agent only. Every step random, the shipped agent
+# passes no pipe, like the random policy; greedy on the same seeds it passes
+# pipes. The random steps are seeded, so a rerun repeats the scores.
+expect_error "drop --epsilon" eval --policy random --epsilon 0.1 --episodes 1
+expect_error "drop --epsilon" eval --policy planner --epsilon 0.1 --episodes 1
+for run in greedy:0 noisy:1 noisy-again:1; do
+  "$flappy" eval --epsilon "${run#*:}" --episodes 3 --seed 2000 --max-pipes 20 --json >"$work/epsilon-${run%%:*}.txt" ||
+    fail "eval --epsilon ${run#*:} failed: $(cat "$work/epsilon-${run%%:*}.txt")"
+done
+python3 - "$work"/epsilon-{greedy,noisy,noisy-again}.txt <<'PY' || fail "eval --epsilon does not perturb the agent as asked: $(tail -qn 1 "$work"/epsilon-*.txt)"
+import json, sys
+greedy, noisy, again = (json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[1:])
+assert greedy["mean_score"] >= 5, greedy
+assert noisy["scores"] == [0, 0, 0] and again == noisy, (noisy, again)
+PY
+
 # DQfD: the planner's play as demonstrations, pre-training, then training that
 # mixes them into every batch; a resume regenerates them and skips pre-training.
 dqfd=(--steps 300 --network tutorial --hidden 16 --batch-size 8 --buffer-size 1000 --learning-starts 100

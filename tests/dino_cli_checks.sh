@@ -56,6 +56,16 @@ grep -q '^train.actions=2$' "$work/run/config.toml" || fail "config.toml lacks t
 "$dino" eval --weights "$work/run/weights.safetensors" --actions 2 --episodes 1 --max-steps 40 --capture canvas \
   --json >"$work/agent.txt" 2>/dev/null || fail "eval of trained weights failed: $(cat "$work/agent.txt")"
 expect_error "shape" eval --weights "$work/run/weights.safetensors" --actions 3 --episodes 1
+# --epsilon perturbs the agent only, with random steps from each episode's own
+# stream: the scores do not depend on --browsers.
+expect_error "drop --epsilon" eval --policy noop --epsilon 0.1
+for n in 1 2; do
+  "$dino" eval --weights "$work/run/weights.safetensors" --actions 2 --epsilon 0.5 --episodes 3 --seed 5 --max-steps 300 \
+    --capture canvas --browsers $n --json >"$work/epsilon$n.txt" 2>"$work/epsilon$n.err" ||
+    fail "eval --epsilon 0.5 --browsers $n failed: $(cat "$work/epsilon$n.err")"
+done
+[ "$(tail -n 1 "$work/epsilon1.txt")" = "$(tail -n 1 "$work/epsilon2.txt")" ] ||
+  fail "eval --epsilon 0.5 scores depend on --browsers: $(tail -n 1 "$work/epsilon1.txt") vs $(tail -n 1 "$work/epsilon2.txt")"
 
 # Resume through the command line: 150 steps, stop, resume from the run
 # directory alone (config.toml supplies the settings). The learner continues

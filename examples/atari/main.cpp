@@ -242,7 +242,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
       int action;
       // The agent's random steps come from the episode's stream too, drawn
       // only when --epsilon asks for them, so greedy episodes are unchanged.
-      if (random_policy || (o.epsilon > 0 && s.random.uniform() < o.epsilon)) {
+      if (random_policy || examples::takes_random_step(s.random, o.epsilon)) {
         action = static_cast<int>(s.random.uniform_index(static_cast<std::uint64_t>(actions)));
       } else {
         const auto row = q.begin() + static_cast<std::ptrdiff_t>(k) * actions;
@@ -317,7 +317,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'atari train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
-    cmd->add_option("--epsilon", o.epsilon, "The agent takes a uniform random action with this probability at each step (Nature DQN was evaluated with 0.05; a greedy Breakout agent can wait forever to serve); 0 = greedy")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    examples::add_eval_epsilon_option(cmd, o.epsilon, "; a greedy Breakout agent can wait forever to serve");
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);
@@ -333,6 +333,7 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
+      examples::require_epsilon_for_agent(o.policy, o.epsilon);
       o.weights = examples::eval_weights(o.policy, o.weights, "atari_" + o.game, "atari");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <qrl/core/error.hpp>
+#include <qrl/core/rng.hpp>
 #include <qrl/rl/trainer.hpp>
 
 namespace qrl::examples {
@@ -39,6 +40,28 @@ inline std::string format_duration(double seconds) {
 inline CLI::Option* add_switch(CLI::App* cmd, const std::string& names, bool& value, const std::string& description) {
   return cmd->add_flag(names, value, description)->default_str(value ? "true" : "false");
 }
+
+// play/eval --epsilon, worded alike for every game; `why` adds the game's
+// reason to use it.
+inline CLI::Option* add_eval_epsilon_option(CLI::App* cmd, double& epsilon, const std::string& why = "") {
+  return cmd
+      ->add_option("--epsilon", epsilon,
+                   "The agent takes a uniform random action with this probability at each step (Nature DQN was "
+                   "evaluated with 0.05" + why + "); 0 = greedy")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+}
+
+// --epsilon only perturbs the agent: another policy given one is an error, not
+// an option silently ignored.
+inline void require_epsilon_for_agent(const std::string& policy, double epsilon) {
+  require(epsilon == 0 || policy == "agent", "--epsilon ", epsilon, " perturbs the agent's steps; --policy ", policy,
+          " takes none: drop --epsilon or use --policy agent");
+}
+
+// Whether the agent's next step is a random one. The stream is drawn only
+// when --epsilon asks for it, so greedy episodes are what they were without it.
+inline bool takes_random_step(Rng& rng, double epsilon) { return epsilon > 0 && rng.uniform() < epsilon; }
 
 // One line per report: what a person watching training wants to see.
 inline std::string progress_line(const rl::Progress& p, std::int64_t total_steps) {

@@ -63,6 +63,7 @@ struct Options {
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
+  double epsilon = 0.0;
   bool json = false;
   std::int64_t max_steps = 5000;
   int browsers = 1;
@@ -169,11 +170,11 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   return status;
 }
 
-// Plays `episodes` seeded episodes with the greedy agent, random or no-op
-// actions, spread over `--browsers` envs. Episode k always has seed --seed + k
-// and its own action stream, and each episode reloads the page, so which
-// browser plays it does not matter: the scores, listed in seed order, are the
-// same for any number of browsers.
+// Plays `episodes` seeded episodes with the agent (greedy, or with --epsilon
+// random steps), random or no-op actions, spread over `--browsers` envs.
+// Episode k always has seed --seed + k and its own action stream, and each
+// episode reloads the page, so which browser plays it does not matter: the
+// scores, listed in seed order, are the same for any number of browsers.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
@@ -226,8 +227,9 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
         env::StepResult r;
         do {
           int action = 0;
-          if (o.policy == "random") action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
-          if (o.policy == "agent") {
+          if (o.policy == "random" || (agent && examples::takes_random_step(random, o.epsilon))) {
+            action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
+          } else if (agent) {
             std::lock_guard lock(agent_mutex);
             action = agent->greedy_action(stack.data());
           }
@@ -312,6 +314,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
     cmd->add_option("--browsers", o.browsers, "Browsers playing episodes at once (scores do not depend on it)")->check(CLI::Range(1, 64))->capture_default_str();
+    examples::add_eval_epsilon_option(cmd, o.epsilon);
     cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
@@ -330,6 +333,7 @@ int main(int argc, char** argv) {
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
       // Shipped weights are named after the game: models/dino, or the --game config's file name.
       const std::string model = o.game_config.empty() ? std::string("dino") : fs::path(o.game_config).stem().string();
+      examples::require_epsilon_for_agent(o.policy, o.epsilon);
       o.weights = examples::eval_weights(o.policy, o.weights, model, "dino");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });

@@ -52,6 +52,7 @@ struct Options {
   // play / eval
   int episodes = 10;
   std::string policy = "agent";
+  double epsilon = 0.0;
   bool json = false;
   int max_pipes = 1000;
   std::string gif;
@@ -176,8 +177,10 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   return examples::run_training(ctx, trainer, run, config_toml);
 }
 
-// Plays `episodes` seeded episodes with the greedy agent, a random policy or
-// the planner (which reads the game's state, not pixels).
+// Plays `episodes` seeded episodes with the agent (greedy, or with --epsilon
+// random steps), a random policy or the planner (which reads the game's state,
+// not pixels). The random policy and the agent's random steps share one
+// stream, drawn only when --epsilon asks for it, so neither changes the other.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
@@ -214,7 +217,8 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     std::int64_t step = 0;
     env::StepResult r;
     do {
-      const int action = random_policy    ? static_cast<int>(random.uniform_index(2))
+      const int action = random_policy || (agent && examples::takes_random_step(random, o.epsilon))
+                             ? static_cast<int>(random.uniform_index(envs::FlappyBird::kActionCount))
                          : planner_policy ? planner->act(env)
                                           : agent->greedy_action(stack.data());
       r = env.step(action);
@@ -282,6 +286,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
+    examples::add_eval_epsilon_option(cmd, o.epsilon, "; one random flap is often a crash here");
     cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
@@ -298,6 +303,7 @@ int main(int argc, char** argv) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
       if (*plot_cmd) return examples::plot_command(o.plot_dir);
+      examples::require_epsilon_for_agent(o.policy, o.epsilon);
       o.weights = examples::eval_weights(o.policy, o.weights, "flappy", "flappy");
       return eval<B>(o, static_cast<bool>(*play_cmd));
     });
