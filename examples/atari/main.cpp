@@ -199,10 +199,12 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     gif = std::make_unique<io::GifWriter>(o.gif, envs::Atari::kScreenWidth, envs::Atari::kScreenHeight,
                                           gif_timing.delay_cs);
   std::int64_t gif_steps = 0;
-  // A picture of env 0 every frame_every steps, and at each episode's first and last screen.
+  // A picture of env 0 every frame_every of its steps (counted across its
+  // episodes, so the cadence runs on through episode ends), and at each
+  // episode's first and last screen.
   auto record = [&](int slot, bool first_or_last) {
     if (!gif || slot != 0) return;
-    const bool due = first_or_last || ++gif_steps % gif_timing.frame_every == 0;
+    const bool due = first_or_last || gif_steps % gif_timing.frame_every == 0;
     if (due && gif->frames() < gif_max_frames) gif->add_frame(slots[0].env->render_rgb());
   };
   int next_episode = 0;
@@ -252,6 +254,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
       s.stack.push(r.observation);
       s.episode_return += r.reward;
       const bool over = r.terminated || r.truncated;
+      if (i == 0) ++gif_steps;
       record(i, over);
       if (!over) continue;
       scores[static_cast<std::size_t>(s.episode)] = r.info.score;
