@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'atari train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon, "; a greedy Breakout agent can wait forever to serve");
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");

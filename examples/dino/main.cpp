@@ -312,7 +312,7 @@ int main(int argc, char** argv) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
     cmd->add_option("--browsers", o.browsers, "Browsers playing episodes at once (scores do not depend on it)")->check(CLI::Range(1, 64))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon);
     cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();

@@ -179,8 +179,9 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
 
 // Plays `episodes` seeded episodes with the agent (greedy, or with --epsilon
 // random steps), a random policy or the planner (which reads the game's state,
-// not pixels). The random policy and the agent's random steps share one
-// stream, drawn only when --epsilon asks for it, so neither changes the other.
+// not pixels). The agent's random steps come from the random policy's stream,
+// drawn only when --epsilon asks for them: greedy episodes and the random
+// baselines are what they were before --epsilon existed.
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
@@ -285,7 +286,7 @@ int main(int argc, char** argv) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
     cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
-    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
+    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon, "; one random flap is often a crash here");
     cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
   };
