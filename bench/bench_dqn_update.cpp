@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   data.next_states.resize(states);
   data.actions.resize({batch});
   data.rewards.resize({batch});
-  data.terminated.resize({batch});
+  data.discounts.resize({batch});
   for (std::int64_t i = 0; i < states.size(); ++i) {
     data.states.data()[i] = static_cast<std::uint8_t>(rng.uniform_index(256));
     data.next_states.data()[i] = static_cast<std::uint8_t>(rng.uniform_index(256));
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < batch; ++i) {
     data.actions.data()[i] = static_cast<std::int32_t>(rng.uniform_index(actions));
     data.rewards.data()[i] = static_cast<float>(rng.uniform());
-    data.terminated.data()[i] = i % 10 == 0 ? 1.0f : 0.0f;
+    data.discounts.data()[i] = i % 10 == 0 ? 0.0f : config.gamma;
   }
 
   for (int i = 0; i < 5; ++i) agent.update(data);  // warm-up: buffers, thread pools

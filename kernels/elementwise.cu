@@ -32,12 +32,12 @@ __global__ void u8_to_float_kernel(const std::uint8_t* src, float* dst, std::int
 // One thread per row: DQN rows are a handful of actions.
 __global__ void argmax_rows_kernel(const float* x, int rows, int cols, std::int32_t* out) {
   for (std::int64_t r = global_index(); r < rows; r += grid_stride()) {
-    const float* row = x + r * cols;
-    int best = 0;
-    for (int c = 1; c < cols; ++c)
-      if (row[c] > row[best]) best = c;
-    out[r] = best;
+    out[r] = ArgmaxRow{}(x + r * cols, cols);
   }
+}
+
+__global__ void polyak_average_kernel(const float* online, float* target, std::int64_t n, PolyakAverage f) {
+  for (std::int64_t i = global_index(); i < n; i += grid_stride()) target[i] = f(online[i], target[i]);
 }
 
 __global__ void bias_add_kernel(float* y, const float* bias, std::int64_t total, int channels, std::int64_t inner) {
@@ -105,6 +105,11 @@ void launch_u8_to_float(const std::uint8_t* src, float* dst, std::int64_t n, Byt
 }
 void launch_argmax_rows(const float* x, int rows, int cols, std::int32_t* out, cudaStream_t stream) {
   argmax_rows_kernel<<<blocks_for(rows), threads_per_block, 0, stream>>>(x, rows, cols, out);
+}
+void launch_polyak_average(const float* online, float* target, std::int64_t n, PolyakAverage f,
+                           cudaStream_t stream) {
+  if (n == 0) return;
+  polyak_average_kernel<<<blocks_for(n), threads_per_block, 0, stream>>>(online, target, n, f);
 }
 void launch_bias_add(float* y, const float* bias, std::int64_t outer, int channels, std::int64_t inner,
                      cudaStream_t stream) {

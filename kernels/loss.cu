@@ -27,37 +27,13 @@ __global__ void elementwise_loss_kernel(Element element, const float* prediction
 }
 
 __global__ void td_loss_kernel(TdLossArgs a) {
-  const TdTarget target{a.gamma};
-  const HuberElement huber{a.huber_delta};
-  const SquaredElement squared;
-  const LargeMarginElement margin{a.margin};
-  const float inv_batch = 1.0f / static_cast<float>(a.batch);
+  const TdRow row;
   double loss = 0.0, q_sum = 0.0;
   for (int i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const float* next_target = a.q_next_target + std::int64_t{i} * a.actions;
-    float next_value;
-    if (a.q_next_online) {
-      const float* next_online = a.q_next_online + std::int64_t{i} * a.actions;
-      int best = 0;
-      for (int k = 1; k < a.actions; ++k)
-        if (next_online[k] > next_online[best]) best = k;
-      next_value = next_target[best];
-    } else {
-      next_value = next_target[0];
-      for (int k = 1; k < a.actions; ++k) next_value = fmaxf(next_value, next_target[k]);
-    }
-    const float y = target(a.reward[i], a.terminated[i], next_value);
-    const std::int64_t row = std::int64_t{i} * a.actions;
-    const int action = a.action[i];
-    const float d = a.q[row + action] - y;
-    q_sum += a.q[row + action];
-    const bool is_huber = a.loss == LossKind::huber;
-    loss += is_huber ? huber.value(d) : squared.value(d);
-    const float grad = (is_huber ? huber.grad(d) : squared.grad(d)) * inv_batch;
-    for (int k = 0; k < a.actions; ++k) a.grad_q[row + k] = k == action ? grad : 0.0f;
-    if (i < a.demonstration_rows)
-      loss += a.margin_weight * margin.accumulate(a.q + row, a.actions, action, a.margin_weight * inv_batch,
-                                                  a.grad_q + row);
+    const auto out = row(a, i);
+    loss += out.loss;
+    loss += out.margin;
+    q_sum += out.q;
   }
   loss = block_sum(loss);
   q_sum = block_sum(q_sum);

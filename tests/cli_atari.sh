@@ -98,6 +98,22 @@ cmp -s "$work/run/episodes.csv" "$work/split/episodes.csv" 2>/dev/null || [ ! -s
   fail "episodes.csv differs between the straight and the resumed run"
 expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
 
+# The same with two envs stepped together, and with the Rainbow parts that
+# carry state (n-step windows, prioritized replay's priorities, two updates
+# per round, Polyak averaging): stopped and resumed, the same weights.
+parts=(--envs 2 --n-step 3 --prioritized --gradient-steps 2 --tau 0.5 --target-update 8)
+"$atari" train "${train_args[@]}" "${parts[@]}" --run-dir "$work/run2x" >"$work/run2x.txt" 2>&1 ||
+  fail "train ${parts[*]} failed: $(tail -n 5 "$work/run2x.txt")"
+"$atari" train "${train_args[@]}" "${parts[@]}" --run-dir "$work/split2x" --stop-after 150 >"$work/split2x1.txt" 2>&1 ||
+  fail "train ${parts[*]} --stop-after failed: $(tail -n 5 "$work/split2x1.txt")"
+"$atari" train --resume "$work/split2x" >"$work/split2x2.txt" 2>&1 ||
+  fail "train --resume (2 envs) failed: $(tail -n 5 "$work/split2x2.txt")"
+cmp -s "$work/run2x/weights.safetensors" "$work/split2x/weights.safetensors" ||
+  fail "with ${parts[*]}: straight and stopped+resumed runs ended with different weights"
+cmp -s "$work/run/weights.safetensors" "$work/run2x/weights.safetensors" &&
+  fail "${parts[*]} trained the same weights as the plain run"
+expect_error "n_step: 3 in the checkpoint, 1 in this run" train --resume "$work/split2x" --n-step 1
+
 "$atari" --help >"$work/help.txt" 2>&1 && "$atari" train --help >>"$work/help.txt" 2>&1 || fail "--help failed"
 for flag in --resume --config --checkpoint-interval --keep-checkpoints --keep-weights --stop-after --record train eval play plot; do
   grep -q -- "$flag" "$work/help.txt" || fail "--help does not mention $flag"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <qrl/rl/checkpoint.hpp>
@@ -29,14 +30,15 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
 };
 
-// A whole training setup whose construction depends only on `init_seed`.
+// A whole training setup of `env_count` envs whose construction depends
+// only on `init_seed`.
 template <class Env>
 struct Setup {
   Context<cpu> ctx;
-  Env env;
+  env::VectorEnv<Env> envs;
   rl::Dqn<cpu> agent;
   rl::ReplayMemory<cpu> replay;
-  rl::DqnTrainer<cpu, Env> trainer;
+  rl::Trainer<cpu, Env> trainer;
   std::vector<rl::EpisodeRecord> episodes;
 
   static nn::Sequential<cpu> network(int stack, int size, int actions, std::uint64_t init_seed, Context<cpu>& ctx) {
@@ -52,9 +54,6 @@ struct Setup {
   static rl::DqnConfig dqn_config() {
     rl::DqnConfig c;
     c.batch_size = 8;
-    c.learning_starts = 60;
-    c.train_frequency = 2;
-    c.target_update_interval = 50;
     c.adam.learning_rate = 1e-3f;
     c.adam.max_grad_norm = 10.0f;
     return c;
@@ -64,17 +63,26 @@ struct Setup {
     c.seed = 11;
     c.epsilon = rl::EpsilonSchedule::linear(1.0, 0.1, 400);
     c.score_window = 5;
+    c.schedule.learning_starts = 60;
+    c.schedule.train_frequency = 2;
+    c.schedule.target_update_interval = 50;
     return c;
   }
 
-  Setup(Env e, int size, std::uint64_t init_seed, std::int64_t capacity)
-      : env(std::move(e)),
-        agent(ctx, network(2, size, env.action_count(), init_seed, ctx), {2, size, size}, env.action_count(),
+  template <class MakeEnv>
+    requires std::invocable<MakeEnv&, int>
+  Setup(MakeEnv make_env, int size, std::uint64_t init_seed, std::int64_t capacity, int env_count = 1)
+      : envs(env_count, make_env),
+        agent(ctx, network(2, size, envs.action_count(), init_seed, ctx), {2, size, size}, envs.action_count(),
               dqn_config()),
-        replay({capacity, {size, size, 1}, 2}),
-        trainer(env, agent, replay, trainer_config()) {
+        replay({capacity, {size, size, 1}, 2, env_count}),
+        trainer(envs, agent, replay, trainer_config()) {
     trainer.on_episode = [this](const rl::EpisodeRecord& r) { episodes.push_back(r); };
   }
+  Setup(Env e, int size, std::uint64_t init_seed, std::int64_t capacity)
+      : Setup([&e](int) { return std::move(e); }, size, init_seed, capacity) {}
+
+  Env& env(int i = 0) { return envs.env(i); }
 };
 
 inline std::vector<std::vector<float>> all_tensors(Context<cpu>& ctx, rl::Dqn<cpu>& agent) {
@@ -129,21 +137,25 @@ void check_same_run(Setup<Env>& a, Setup<Env>& b, const std::vector<rl::EpisodeR
   }
 }
 
-template <class Env>
-void exact_resume(Env env_a, Env env_b, Env env_c, int size, std::int64_t steps, std::int64_t capacity,
-                  const char* tag) {
+// With `env_count` envs: `steps` counts env steps summed over them, the
+// save falls between two vector steps.
+template <class MakeEnv>
+void exact_resume(MakeEnv make_env, int size, std::int64_t steps, std::int64_t capacity, const char* tag,
+                  int env_count = 1) {
+  using Env = std::invoke_result_t<MakeEnv&, int>;
   TempDir dir(tag);
-  Setup<Env> straight(std::move(env_a), size, 3, capacity);
+  Setup<Env> straight(make_env, size, 3, capacity, env_count);
   straight.trainer.run(steps);
 
-  Setup<Env> first(std::move(env_b), size, 3, capacity);
+  Setup<Env> first(make_env, size, 3, capacity, env_count);
   first.trainer.run(steps / 2);
-  CHECK(first.trainer.state().in_episode);  // the harder case: the env is mid-episode
+  // The harder case: every env is mid-episode.
+  for (const auto& slot : first.trainer.state().envs) CHECK(slot.tally.length > 0);
   const auto saved = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
   CHECK(saved.filename() == rl::checkpoint_name(steps / 2));
 
   // Built with another init seed: everything must come from the checkpoint.
-  Setup<Env> resumed(std::move(env_c), size, 99, capacity);
+  Setup<Env> resumed(make_env, size, 99, capacity, env_count);
   rl::load_checkpoint(*rl::latest_checkpoint(dir.path / "checkpoints"), resumed.trainer, resumed.ctx);
   CHECK(resumed.trainer.step() == steps / 2);
   resumed.trainer.run(steps);
@@ -152,7 +164,7 @@ void exact_resume(Env env_a, Env env_b, Env env_c, int size, std::int64_t steps,
   episodes.insert(episodes.end(), resumed.episodes.begin(), resumed.episodes.end());
   check_same_run(straight, resumed, episodes);
   // The environments end in the same state too (emulator, RNGs, counters).
-  CHECK(straight.env.save_state() == resumed.env.save_state());
+  for (int i = 0; i < env_count; ++i) CHECK(straight.env(i).save_state() == resumed.env(i).save_state());
 }
 
 }  // namespace qrl::test

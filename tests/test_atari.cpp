@@ -442,6 +442,16 @@ TEST_SUITE("atari") {
       config.max_episode_steps = 150;
       return Atari(config);
     };
-    qrl::test::exact_resume(tiny(), tiny(), tiny(), 12, 1000, 700, "atari");
+    qrl::test::exact_resume([&](int) { return tiny(); }, 12, 1000, 700, "atari");
+  }
+
+  TEST_CASE("exact resume on Pong with --envs 2 (bitwise)") {
+    auto tiny = [] {
+      AtariConfig config = game("pong");
+      config.screen_size = 12;
+      config.max_episode_steps = 150;
+      return Atari(config);
+    };
+    qrl::test::exact_resume([&](int) { return tiny(); }, 12, 1000, 700, "atari2", 2);
   }
 }

@@ -63,13 +63,12 @@ TEST_CASE("an env without save_state: the learner resumes exactly, the interrupt
   TempDir dir("nostate");
   Setup<CatchWithoutState> first(CatchWithoutState(8), 8, 3, 300);
   first.trainer.run(200);
-  while (!first.trainer.state().in_episode || first.trainer.state().episode_length < 2)
-    first.trainer.run(first.trainer.step() + 1);
+  while (first.trainer.state().envs[0].tally.length < 2) first.trainer.run(first.trainer.step() + 1);
   const auto before = first.trainer.state();
   const auto saved = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
   const auto state = rl::verify_checkpoint(saved);
-  CHECK(state["env"]["exact"] == false);
-  CHECK(state["env"]["score"].get<double>() == 100.0 + static_cast<double>(before.episode_length));
+  CHECK(state["envs"][0]["exact"] == false);
+  CHECK(state["envs"][0]["score"].get<double>() == 100.0 + static_cast<double>(before.envs[0].tally.length));
 
   Setup<CatchWithoutState> resumed(CatchWithoutState(8), 8, 99, 300);
   const auto loaded = rl::load_checkpoint(saved, resumed.trainer, resumed.ctx);
@@ -83,27 +82,28 @@ TEST_CASE("an env without save_state: the learner resumes exactly, the interrupt
   CHECK(after.step == before.step);
   CHECK(after.exploration == before.exploration);
   CHECK(after.sampling == before.sampling);
-  CHECK(after.episode_seeds == before.episode_seeds);
+  CHECK(after.envs[0].episode_seeds == before.envs[0].episode_seeds);
   REQUIRE(resumed.replay.frames() == first.replay.frames());
   CHECK(resumed.replay.transitions() == first.replay.transitions());
 
-  CHECK_FALSE(after.in_episode);
+  CHECK_FALSE(after.started);
   CHECK(after.episodes == before.episodes + 1);
-  REQUIRE(loaded.contains("interrupted_episode"));
+  REQUIRE(loaded.contains("interrupted_episodes"));
+  CHECK(loaded["interrupted_episodes"].size() == 1);
   const auto& closed = after.recent.back();
   CHECK(closed.index == before.episodes);
   CHECK(closed.truncated);
   CHECK(closed.end_step == before.step);
-  CHECK(closed.length == before.episode_length);
-  CHECK(closed.episode_return == before.episode_return);
-  CHECK(closed.score == 100.0 + static_cast<double>(before.episode_length));
+  CHECK(closed.length == before.envs[0].tally.length);
+  CHECK(closed.episode_return == before.envs[0].tally.episode_return);
+  CHECK(closed.score == 100.0 + static_cast<double>(before.envs[0].tally.length));
   CHECK(static_cast<int>(after.recent.size()) <= resumed.trainer.config().score_window);
   CHECK_FALSE(resumed.replay.position().episode_open);
 
   // The next step starts a fresh episode: its first frame, then one per step.
   resumed.trainer.run(before.step + 1);
-  CHECK(resumed.trainer.state().in_episode);
-  CHECK(resumed.trainer.state().episode_length == 1);
+  CHECK(resumed.trainer.state().started);
+  CHECK(resumed.trainer.state().envs[0].tally.length == 1);
   CHECK(resumed.replay.frames() == first.replay.frames() + 2);
 
   // A checkpoint without env state cannot feed an env that expects one.
@@ -114,7 +114,11 @@ TEST_CASE("an env without save_state: the learner resumes exactly, the interrupt
 
 TEST_CASE("exact resume on Catch: N steps straight == N/2, checkpoint, fresh process state, N/2") {
   // Capacity 300 < 1000 steps: the ring wraps before and after the save.
-  exact_resume(envs::Catch(8), envs::Catch(8), envs::Catch(8), 8, 1000, 300, "catch");
+  exact_resume([](int) { return envs::Catch(8); }, 8, 1000, 300, "catch");
+}
+
+TEST_CASE("exact resume of two envs stepped together: N steps straight == N/2, checkpoint, N/2") {
+  exact_resume([](int) { return envs::Catch(8); }, 8, 1000, 300, "catch2", 2);
 }
 
 TEST_CASE("a replay memory of several streams round-trips through checkpoint arrays; one stream keeps its format") {
@@ -146,12 +150,13 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
   nlohmann::json arrays;
   nlohmann::json state{{"replay", rl::detail::save_replay(out, a, arrays)}};
   state["arrays"] = arrays;
-  CHECK(state["replay"]["streams"] == 3);
-  CHECK(arrays.contains("replay.frames"));
+  CHECK(state["replay"]["streams"].size() == 3);
+  CHECK(state["replay"]["config"]["streams"] == 3);
+  CHECK(arrays.contains("replay.stream0.frames"));
   CHECK(arrays.contains("replay.stream2.history"));
 
   rl::ReplayMemory<cpu> b({61, {3, 3, 1}, 2, 3});
-  rl::detail::load_replay(dir.path, state, b);
+  rl::detail::load_replay(dir.path, state, b, 2);
   CHECK(b.frames() == a.frames());
   CHECK(b.transitions() == a.transitions());
   for (int s = 0; s < 3; ++s) {
@@ -172,29 +177,27 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
     }
     CHECK(compared >= 8);
   }
+  // Another configuration is named by its first differing field.
   rl::ReplayMemory<cpu> fewer({61, {3, 3, 1}, 2, 2});
-  CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, fewer), doctest::Contains("same number of envs"),
-                       Error);
-
-  // One stream: the keys and array names of the format before streams.
-  rl::ReplayMemory<cpu> one({20, {3, 3, 1}, 2});
-  one.begin_episode(frame(0, 0));
-  one.add(1, 1.0f, false, false, frame(0, 1));
-  nlohmann::json one_arrays;
-  const auto one_json = rl::detail::save_replay(out, one, one_arrays);
-  std::vector<std::string> keys;
-  for (auto& [k, v] : one_json.items()) keys.push_back(k);
-  std::sort(keys.begin(), keys.end());
-  CHECK(keys == std::vector<std::string>{"capacity", "count", "cursor", "episode_open", "frame", "stack",
-                                         "transitions"});
-  std::vector<std::string> names;
-  for (auto& [k, v] : one_arrays.items()) names.push_back(k);
-  CHECK(names == std::vector<std::string>{"replay.actions", "replay.flags", "replay.frames", "replay.history",
-                                          "replay.rewards"});
+  CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, fewer, 2),
+                       doctest::Contains("replay.streams: 3 in the checkpoint, 2 in this run"), Error);
+  rl::ReplayConfig n_step{61, {3, 3, 1}, 2, 3};
+  n_step.n_step = 3;
+  rl::ReplayMemory<cpu> other_horizon(n_step);
+  CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, other_horizon, 2),
+                       doctest::Contains("replay.n_step: 1 in the checkpoint, 3 in this run"), Error);
+  // Actions are indices into Q rows: more actions than the agent has is a
+  // damaged (or foreign) checkpoint, not a crash later.
+  rl::ReplayMemory<cpu> c({61, {3, 3, 1}, 2, 3});
+  CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, c, 1), doctest::Contains("outside [0, 1)"), Error);
 }
 
 TEST_CASE("exact resume on Flappy Bird, stopped mid-episode") {
-  exact_resume(tiny_flappy(), tiny_flappy(), tiny_flappy(), 12, 1210, 2000, "flappy");
+  exact_resume([](int) { return tiny_flappy(); }, 12, 1210, 2000, "flappy");
+}
+
+TEST_CASE("exact resume on Flappy Bird with --envs 2 (episodes of different lengths)") {
+  exact_resume([](int) { return tiny_flappy(); }, 12, 1220, 2000, "flappy2", 2);
 }
 
 TEST_CASE("Flappy Bird state round-trips mid-episode") {
@@ -233,7 +236,7 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
 
   const auto flipped = copy("flipped");
   {
-    std::fstream f(flipped / "arrays/replay.frames.00000.bin", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(flipped / "arrays/replay.stream0.frames.00000.bin", std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(100);
     char c = 0;
     f.read(&c, 1);
@@ -241,7 +244,7 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
     c ^= 0x10;
     f.write(&c, 1);
   }
-  CHECK_THROWS_WITH_AS(fresh_load(flipped), doctest::Contains("replay.frames.00000.bin: CRC-32C"), Error);
+  CHECK_THROWS_WITH_AS(fresh_load(flipped), doctest::Contains("replay.stream0.frames.00000.bin: CRC-32C"), Error);
 
   const auto truncated = copy("truncated");
   fs::resize_file(truncated / "model.safetensors", fs::file_size(truncated / "model.safetensors") - 3);
@@ -277,7 +280,7 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
 
   // Another configuration is refused before anything is restored.
   Setup<envs::Catch> other(envs::Catch(8), 8, 3, 400);
-  CHECK_THROWS_WITH_AS(rl::load_checkpoint(ck, other.trainer, other.ctx), doctest::Contains("configured for 400"),
+  CHECK_THROWS_WITH_AS(rl::load_checkpoint(ck, other.trainer, other.ctx), doctest::Contains("replay.capacity: 300 in the checkpoint, 400 in this run"),
                        Error);
 }
 
@@ -317,7 +320,7 @@ TEST_CASE("a process killed with SIGKILL in the middle of a save leaves the prev
   if (child == 0) {
     rl::CheckpointOptions options;
     options.after_file = [](const fs::path& p) {
-      if (p.filename() == "replay.frames.00000.bin") ::kill(::getpid(), SIGKILL);
+      if (p.filename() == "replay.stream0.frames.00000.bin") ::kill(::getpid(), SIGKILL);
     };
     try {
       rl::save_checkpoint(dir.path, s.trainer, s.ctx, {}, options);

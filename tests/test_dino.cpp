@@ -365,14 +365,14 @@ TEST_CASE("Dino: resume without env state - the learner exactly, the interrupted
   test::TempDir dir("dino");
   test::Setup<Dino> first(dino(), 20, 3, 500);
   first.trainer.run(80);  // learning starts at 60, an update every 2 steps
-  while (!first.trainer.state().in_episode) first.trainer.run(first.trainer.step() + 1);
+  while (first.trainer.state().envs[0].tally.length == 0) first.trainer.run(first.trainer.step() + 1);
   const auto before = first.trainer.state();
-  REQUIRE(before.episode_length > 0);
-  const double score_then = first.env.score();
+  REQUIRE(before.envs[0].tally.length > 0);
+  const double score_then = first.env().score();
   const auto saved = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
   const auto saved_state = rl::verify_checkpoint(saved);
-  CHECK(saved_state["env"]["exact"] == false);
-  CHECK(saved_state["env"]["score"].get<double>() == score_then);
+  CHECK(saved_state["envs"][0]["exact"] == false);
+  CHECK(saved_state["envs"][0]["score"].get<double>() == score_then);
 
   // Another init seed and a fresh browser: the learner must come from the checkpoint.
   test::Setup<Dino> resumed(dino(), 20, 99, 500);
@@ -388,7 +388,7 @@ TEST_CASE("Dino: resume without env state - the learner exactly, the interrupted
   CHECK(after.step == before.step);
   CHECK(after.exploration == before.exploration);
   CHECK(after.sampling == before.sampling);
-  CHECK(after.episode_seeds == before.episode_seeds);
+  CHECK(after.envs[0].episode_seeds == before.envs[0].episode_seeds);
   CHECK(resumed.trainer.progress().epsilon == first.trainer.progress().epsilon);
   REQUIRE(resumed.replay.frames() == first.replay.frames());
   CHECK(resumed.replay.transitions() == first.replay.transitions());
@@ -402,23 +402,23 @@ TEST_CASE("Dino: resume without env state - the learner exactly, the interrupted
   }
 
   // The episode in progress ends as truncated at the checkpoint's step.
-  CHECK_FALSE(after.in_episode);
+  CHECK_FALSE(after.started);
   CHECK(after.episodes == before.episodes + 1);
-  REQUIRE(loaded.contains("interrupted_episode"));
+  REQUIRE(loaded.contains("interrupted_episodes"));
   const auto& closed = after.recent.back();
   CHECK(closed.index == before.episodes);
   CHECK(closed.truncated);
   CHECK(closed.end_step == before.step);
-  CHECK(closed.length == before.episode_length);
-  CHECK(closed.episode_return == before.episode_return);
+  CHECK(closed.length == before.envs[0].tally.length);
+  CHECK(closed.episode_return == before.envs[0].tally.episode_return);
   CHECK(closed.score == score_then);
   CHECK_FALSE(resumed.replay.position().episode_open);
 
   // A fresh episode begins: its first frame plus one per step.
   resumed.trainer.run(before.step + 10);
   CHECK(resumed.trainer.step() == before.step + 10);
-  CHECK(resumed.trainer.state().in_episode);
-  CHECK(resumed.trainer.state().episode_length == 10);
+  CHECK(resumed.trainer.state().started);
+  CHECK(resumed.trainer.state().envs[0].tally.length == 10);
   CHECK(resumed.replay.frames() == first.replay.frames() + 11);
 }
 

@@ -1,12 +1,14 @@
 // The DQN agent must learn, not just run: Catch from 10x10 pixels, seeded,
 // on the CPU in seconds, from one env and from four stepped together. The
 // learned greedy policy's return is compared with the random policy's on the
-// same evaluation seeds. The vector trainer must also take exactly the
-// one-env trainer's steps with one env, and store each env's own transitions.
+// same evaluation seeds. The trainer must also take exactly the steps of a
+// plain DQN loop written out below with one env, and store each env's own
+// transitions with several.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include <qrl/env/vector_env.hpp>
@@ -53,9 +55,6 @@ template <class B>
 rl::DqnConfig catch_dqn_config() {
   rl::DqnConfig config;
   config.batch_size = 32;
-  config.learning_starts = 500;
-  config.train_frequency = 1;
-  config.target_update_interval = 200;
   config.gamma = 0.99f;
   config.adam.learning_rate = 1e-3f;
   return config;
@@ -74,6 +73,9 @@ rl::TrainerConfig catch_trainer_config(std::int64_t exploration_steps) {
   rl::TrainerConfig config;
   config.seed = 7;
   config.epsilon = rl::EpsilonSchedule::linear(1.0, 0.05, exploration_steps);
+  config.schedule.learning_starts = 500;
+  config.schedule.train_frequency = 1;
+  config.schedule.target_update_interval = 200;
   return config;
 }
 
@@ -154,57 +156,109 @@ void record_catch_demonstrations(rl::ReplayMemory<B>& memory, int episodes) {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer with one env takes exactly DqnTrainer's steps", B, vector_one_env) {
+// The DQN loop as the one-env trainer ran it before there was one trainer
+// for N envs, written out with the primitives: the trainer with one env must
+// take exactly these steps (weights bitwise, every stored transition, every
+// episode), so the change to one trainer left uniform DQN runs untouched.
+template <class B>
+struct PlainDqnLoop {
+  rl::Dqn<B>& agent;
+  rl::ReplayMemory<B>& replay;
+  rl::TrainerConfig config;
+  std::vector<rl::EpisodeRecord> episodes;
+
+  void run(envs::Catch& env, std::int64_t steps) {
+    Rng episode_seeds(rl::Trainer<B, envs::Catch>::episode_seed_stream(config.seed, 0));
+    Rng exploration(config.seed ^ 0xe4e4e4e4e4e4e4e4ULL), sampling(config.seed ^ 0x5a5a5a5a5a5a5a5aULL);
+    rl::FrameStack stack(env.observation_shape(), 2);
+    rl::ReplayBatch<B> batch;
+    const auto& s = config.schedule;
+    double episode_return = 0.0;
+    std::int64_t length = 0;
+    auto begin = [&] {
+      const env::FrameView first = env.reset(episode_seeds.next_u64());
+      stack.reset(first);
+      replay.begin_episode(first);
+    };
+    begin();
+    for (std::int64_t step = 0; step < steps;) {
+      const int action = agent.act(stack.data(), config.epsilon.value(step), exploration);
+      const auto r = env.step(action);
+      episode_return += r.reward;
+      ++length;
+      replay.add(action, static_cast<float>(r.reward), r.terminated, r.truncated, r.observation);
+      ++step;
+      if (step >= s.learning_starts && step % s.train_frequency == 0 &&
+          replay.can_sample(agent.config().batch_size)) {
+        replay.sample(agent.context(), sampling, agent.config().batch_size, agent.config().gamma, batch);
+        agent.update(batch);
+      }
+      if (step >= s.learning_starts && step % s.target_update_interval == 0) agent.sync_target();
+      if (r.terminated || r.truncated) {
+        episodes.push_back({static_cast<std::int64_t>(episodes.size()), step, episode_return, length, r.info.score,
+                            r.truncated, 0.0, 0});
+        episode_return = 0.0;
+        length = 0;
+        begin();
+      } else {
+        stack.push(r.observation);
+      }
+    }
+  }
+};
+
+TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN loop's steps", B, one_env_trainer) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
   auto trainer_config = catch_trainer_config(800);
   trainer_config.progress_interval = 100;
 
-  auto single_agent = catch_agent<B>(ctx);
-  rl::ReplayMemory<B> single_replay({600, {10, 10, 1}, 2});  // wraps
-  envs::Catch env(10);
-  rl::DqnTrainer<B, envs::Catch> single(env, *single_agent, single_replay, trainer_config);
-  std::vector<rl::EpisodeRecord> single_episodes;
-  single.on_episode = [&](const rl::EpisodeRecord& e) { single_episodes.push_back(e); };
-  int single_reports = 0;
-  single.on_progress = [&](const rl::Progress&) { ++single_reports; };
-  single.run(1500);
+  auto plain_agent = catch_agent<B>(ctx);
+  rl::ReplayMemory<B> plain_replay({600, {10, 10, 1}, 2});  // wraps
+  envs::Catch plain_env(10);
+  PlainDqnLoop<B> plain{*plain_agent, plain_replay, trainer_config, {}};
+  plain.run(plain_env, 1500);
 
-  auto vector_agent = catch_agent<B>(ctx);
-  rl::ReplayMemory<B> vector_replay({600, {10, 10, 1}, 2, 1});
-  env::VectorEnv<envs::Catch> envs(1, [](int) { return envs::Catch(10); });
-  rl::VectorDqnTrainer<B, envs::Catch> vector(envs, *vector_agent, vector_replay, trainer_config);
-  std::vector<rl::EpisodeRecord> vector_episodes;
-  vector.on_episode = [&](const rl::EpisodeRecord& e) { vector_episodes.push_back(e); };
-  int vector_reports = 0;
-  vector.on_progress = [&](const rl::Progress&) { ++vector_reports; };
-  vector.run(700);  // in two calls, as a run is sliced between saves
-  vector.run(1500);
+  // A borrowed env (as the examples wrap theirs in recorders) and an owned one.
+  for (const bool borrowed : {true, false}) {
+    CAPTURE(borrowed);
+    auto agent = catch_agent<B>(ctx);
+    rl::ReplayMemory<B> replay({600, {10, 10, 1}, 2, 1});
+    envs::Catch env(10);
+    auto envs = borrowed ? std::make_unique<env::VectorEnv<envs::Catch>>(env)
+                         : std::make_unique<env::VectorEnv<envs::Catch>>(1, [](int) { return envs::Catch(10); });
+    rl::Trainer<B, envs::Catch> trainer(*envs, *agent, replay, trainer_config);
+    std::vector<rl::EpisodeRecord> episodes;
+    trainer.on_episode = [&](const rl::EpisodeRecord& e) { episodes.push_back(e); };
+    int reports = 0;
+    trainer.on_progress = [&](const rl::Progress&) { ++reports; };
+    trainer.run(700);  // in two calls, as a run is sliced between saves
+    trainer.run(1500);
 
-  CHECK(vector.step() == 1500);
-  CHECK(single_agent->updates() == 1500 - 500 + 1);
-  CHECK(vector_agent->updates() == single_agent->updates());
-  CHECK(vector_reports == 15);
-  CHECK(single_reports == 15);
-  const auto ws = weights(ctx, *single_agent), wv = weights(ctx, *vector_agent);
-  REQUIRE(ws.size() == wv.size());
-  for (std::size_t i = 0; i < ws.size(); ++i) {
-    REQUIRE(ws[i].size() == wv[i].size());
-    CHECK(std::memcmp(ws[i].data(), wv[i].data(), ws[i].size() * sizeof(float)) == 0);
+    CHECK(trainer.step() == 1500);
+    CHECK(plain_agent->updates() == 1500 - 500 + 1);
+    CHECK(agent->updates() == plain_agent->updates());
+    CHECK(reports == 15);
+    const auto wp = weights(ctx, *plain_agent), wt = weights(ctx, *agent);
+    REQUIRE(wp.size() == wt.size());
+    for (std::size_t i = 0; i < wp.size(); ++i) {
+      REQUIRE(wp[i].size() == wt[i].size());
+      CHECK(std::memcmp(wp[i].data(), wt[i].data(), wp[i].size() * sizeof(float)) == 0);
+    }
+    CHECK(test::norm(wp.front()) > 0.0);
+    CHECK(compare_streams(plain_replay, 0, replay, 0) > 500);
+    REQUIRE(plain.episodes.size() == episodes.size());
+    CHECK(episodes.size() == 1500 / 9);
+    for (std::size_t i = 0; i < episodes.size(); ++i) {
+      CHECK(plain.episodes[i].episode_return == episodes[i].episode_return);
+      CHECK(plain.episodes[i].end_step == episodes[i].end_step);
+      CHECK(episodes[i].env == 0);
+    }
+    CHECK(trainer.progress().epsilon == trainer_config.epsilon.value(1500));
   }
-  CHECK(test::norm(ws.front()) > 0.0);
-  CHECK(compare_streams(single_replay, 0, vector_replay, 0) > 500);
-  REQUIRE(single_episodes.size() == vector_episodes.size());
-  CHECK(single_episodes.size() == 1500 / 9);
-  for (std::size_t i = 0; i < single_episodes.size(); ++i) {
-    CHECK(single_episodes[i].episode_return == vector_episodes[i].episode_return);
-    CHECK(single_episodes[i].end_step == vector_episodes[i].end_step);
-    CHECK(vector_episodes[i].env == 0);
-  }
-  CHECK(single.progress().epsilon == vector.progress().epsilon);
 }
 
-TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer stores env i's transitions as one env with its seeds plays them", B,
+TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env with its seeds plays them", B,
                           vector_transitions) {
   if (!test::backend_available<B>()) return;
   // Flappy Bird: episodes of different lengths, so the envs' boundaries
@@ -223,9 +277,6 @@ TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer stores env i's transitions as one en
   net.template add<nn::Dense>(16, 2);
   net.initialize(ctx, init_rng, nn::Init::pytorch_default);
   auto config = catch_dqn_config<B>();
-  config.learning_starts = 100;
-  config.train_frequency = 4;
-  config.target_update_interval = 50;
   config.batch_size = 8;
   rl::Dqn<B> agent(ctx, std::move(net), {2, 12, 12}, 2, config);
   rl::ReplayMemory<B> replay({n * 1000, {12, 12, 1}, 2, n});  // no wrap: every transition stays
@@ -233,7 +284,10 @@ TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer stores env i's transitions as one en
   rl::TrainerConfig trainer_config;
   trainer_config.seed = 3;
   trainer_config.epsilon = rl::EpsilonSchedule::linear(1.0, 0.3, 300);
-  rl::VectorDqnTrainer<B, envs::FlappyBird> trainer(envs, agent, replay, trainer_config);
+  trainer_config.schedule.learning_starts = 100;
+  trainer_config.schedule.train_frequency = 4;
+  trainer_config.schedule.target_update_interval = 50;
+  rl::Trainer<B, envs::FlappyBird> trainer(envs, agent, replay, trainer_config);
   std::vector<int> episodes_of(n, 0);
   std::vector<double> returns_of(n, 0.0);
   std::int64_t last_end = 0;
@@ -262,7 +316,7 @@ TEST_CASE_TEMPLATE_DEFINE("VectorDqnTrainer stores env i's transitions as one en
       if (replay.transition_at(i, k, state, next, action, reward, terminated)) actions.push_back(action);
     REQUIRE(actions.size() == 1800 / n);
     envs::FlappyBird env = flappy();
-    Rng seeds(rl::VectorDqnTrainer<B, envs::FlappyBird>::episode_seed_stream(trainer_config.seed, i));
+    Rng seeds(rl::Trainer<B, envs::FlappyBird>::episode_seed_stream(trainer_config.seed, i));
     rl::ReplayMemory<B> reference({1000, {12, 12, 1}, 2});
     reference.begin_episode(env.reset(seeds.next_u64()));
     int episodes = 0;
@@ -291,7 +345,8 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
   auto& agent = *agent_owner;
   rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2});
   envs::Catch env(10);
-  rl::DqnTrainer<B, envs::Catch> trainer(env, agent, replay, catch_trainer_config(3000));
+  env::VectorEnv<envs::Catch> one_env(env);
+  rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
   trainer.run(6000);
   CHECK(trainer.step() == 6000);
   CHECK(trainer.episodes() == 6000 / 9);
@@ -321,7 +376,12 @@ TEST_CASE_TEMPLATE_DEFINE("DQfD pre-training on demonstrations alone plays Catch
     auto config = catch_dqn_config<B>();
     config.demonstration_weight = weight;
     rl::Dqn<B> agent(ctx, std::move(net), Shape{2, 10, 10}, 3, config);
-    agent.pretrain(demonstrations, 600, sampling);
+    // Pre-training needs no env step; the trainer brings the schedule.
+    rl::ReplayMemory<B> replay({64, {10, 10, 1}, 2});
+    envs::Catch env(10);
+    env::VectorEnv<envs::Catch> one_env(env);
+    rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
+    trainer.pretrain(demonstrations, 600, sampling);
     CHECK(agent.updates() == 600);
     CHECK(std::isfinite(agent.last_stats().loss));
     if (weight > 0.0f) {
@@ -341,7 +401,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
   auto& agent = *agent_owner;
   rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2, 4});
   env::VectorEnv<envs::Catch> envs(4, [](int) { return envs::Catch(10); });
-  rl::VectorDqnTrainer<B, envs::Catch> trainer(envs, agent, replay, catch_trainer_config(3000));
+  rl::Trainer<B, envs::Catch> trainer(envs, agent, replay, catch_trainer_config(3000));
   std::vector<int> per_env(4, 0);
   trainer.on_episode = [&](const rl::EpisodeRecord& e) { ++per_env.at(e.env); };
   trainer.run(6000);
@@ -357,7 +417,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
@@ -367,7 +427,7 @@ TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(vector_one_env, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cuda);
 TEST_SUITE_END();
 #endif

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -136,10 +137,10 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken 
   rl::ReplayBatch<B> batch;
   std::map<std::pair<int, int>, int> seen;
   for (int round = 0; round < 200; ++round) {
-    memory.sample(ctx, rng, 8, batch);
+    memory.sample(ctx, rng, 8, 0.5f, batch);
     const auto states = to_host(ctx, batch.states);
     const auto nexts = to_host(ctx, batch.next_states);
-    const auto terminated = to_host(ctx, batch.terminated);
+    const auto discounts = to_host(ctx, batch.discounts);
     for (int i = 0; i < 8; ++i) {
       std::vector<std::uint8_t> s(states.begin() + i * 8, states.begin() + (i + 1) * 8);
       std::vector<std::uint8_t> n(nexts.begin() + i * 8, nexts.begin() + (i + 1) * 8);
@@ -155,7 +156,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken 
       CHECK(ts[3].first >= 4);
       // The terminal flag is set exactly on each episode's last transition.
       const int length = std::vector<int>{7, 9, 4, 6, 11}[ts[3].first - 1];
-      CHECK((terminated[i] == 1.0f) == (tn[3].second == length));
+      CHECK(discounts[i] == (tn[3].second == length ? 0.0f : 0.5f));
       ++seen[ts[3]];
     }
   }
@@ -170,11 +171,11 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed",
   fill_episodes(memory, {20, 20, 20});
   rl::ReplayBatch<B> a, b;
   Rng r1(99), r2(99), r3(100);
-  memory.sample(ctx, r1, 16, a);
-  memory.sample(ctx, r2, 16, b);
+  memory.sample(ctx, r1, 16, 0.99f, a);
+  memory.sample(ctx, r2, 16, 0.99f, b);
   CHECK(to_host(ctx, a.states) == to_host(ctx, b.states));
   CHECK(to_host(ctx, a.actions) == to_host(ctx, b.actions));
-  memory.sample(ctx, r3, 16, b);
+  memory.sample(ctx, r3, 16, 0.99f, b);
   CHECK(to_host(ctx, a.states) != to_host(ctx, b.states));
 }
 
@@ -193,7 +194,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its
   Context<B> ctx;
   Rng rng(1);
   rl::ReplayBatch<B> batch;
-  CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, batch), doctest::Contains("too few"), Error);
+  CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, 0.99f, batch), doctest::Contains("too few"), Error);
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrations, the rest from itself", B,
@@ -207,7 +208,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrat
   for (int t = 1; t <= 30; ++t) demonstrations.add(1, 0.5f, false, t == 30, f.make(9, t));
   rl::ReplayBatch<B> batch;
   Rng rng(3);
-  memory.sample_with_demonstrations(ctx, rng, 16, demonstrations, 6, batch);
+  memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, demonstrations, 6, batch);
   const auto states = to_host(ctx, batch.states);
   const auto actions = to_host(ctx, batch.actions);
   const auto rewards = to_host(ctx, batch.rewards);
@@ -226,16 +227,16 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrat
   // Reproducible from the seed, like sample().
   rl::ReplayBatch<B> again;
   Rng same(3);
-  memory.sample_with_demonstrations(ctx, same, 16, demonstrations, 6, again);
+  memory.sample_with_demonstrations(ctx, same, 16, 0.99f, demonstrations, 6, again);
   CHECK(to_host(ctx, again.states) == states);
 
   rl::ReplayMemory<B> other_frames({64, {2, 1, 1}, 2});
-  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, other_frames, 6, batch),
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, other_frames, 6, batch),
                        doctest::Contains("must match"), Error);
-  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, demonstrations, 17, batch),
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, demonstrations, 17, batch),
                        doctest::Contains("[0, 16]"), Error);
   rl::ReplayMemory<B> empty({64, {1, 2, 1}, 2});
-  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, empty, 6, batch),
+  CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, empty, 6, batch),
                        doctest::Contains("record more"), Error);
 }
 
@@ -249,11 +250,11 @@ TEST_CASE_TEMPLATE_DEFINE("The TD step adds DQfD's large margin on demonstration
                              0.1f, 2.0f, 0.3f,   // demonstrated 1: already leads by more than the margin
                              0.0f, 5.0f, 5.0f};  // not a demonstration row
   const std::vector<std::int32_t> action{2, 1, 0};
-  const std::vector<float> reward{0.5f, 2.0f, 0.0f}, terminated{1.0f, 1.0f, 1.0f};
+  const std::vector<float> reward{0.5f, 2.0f, 0.0f}, discount{0.0f, 0.0f, 0.0f};
   auto q_t = from_host<B, float>(ctx, q, {batch, actions});
   auto action_t = from_host<B, std::int32_t>(ctx, action, {batch});
   auto reward_t = from_host<B, float>(ctx, reward, {batch});
-  auto terminated_t = from_host<B, float>(ctx, terminated, {batch});
+  auto discount_t = from_host<B, float>(ctx, discount, {batch});
   Tensor<B, float> grad({batch, actions}), stats({2});
   for (const int rows : {0, 2, 3}) {
     CAPTURE(rows);
@@ -264,8 +265,7 @@ TEST_CASE_TEMPLATE_DEFINE("The TD step adds DQfD's large margin on demonstration
     a.q_next_target = q_t.data();
     a.action = action_t.data();
     a.reward = reward_t.data();
-    a.terminated = terminated_t.data();
-    a.gamma = 0.0f;
+    a.discount = discount_t.data();
     a.demonstration_rows = rows;
     a.margin = 0.8f;
     a.margin_weight = 0.5f;
@@ -359,7 +359,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   rl::ReplayBatch<B> batch;
   int per_env[2] = {0, 0};
   for (int round = 0; round < 100; ++round) {
-    memory.sample(ctx, rng, 8, batch);
+    memory.sample(ctx, rng, 8, 0.99f, batch);
     const auto states = to_host(ctx, batch.states);
     const auto nexts = to_host(ctx, batch.next_states);
     for (int i = 0; i < 8; ++i) {
@@ -385,6 +385,168 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}), doctest::Contains("streams"), Error);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("n-step windows by hand: across a terminal, a truncation and an open episode", B, n_step) {
+  if (!test::backend_available<B>()) return;
+  rl::ReplayConfig config{64, {1, 2, 1}, 2};
+  config.n_step = 3;
+  rl::ReplayMemory<B> memory(config);
+  TaggedFrames f;
+  // Episode 1: rewards 1, 2, 4, 8, terminated at its 4th step.
+  memory.begin_episode(f.make(1, 0));
+  for (int t = 1; t <= 4; ++t) memory.add(0, float(1 << (t - 1)), t == 4, false, f.make(1, t));
+  // Episode 2: rewards 1, 1, truncated at its 2nd step (a time limit).
+  memory.begin_episode(f.make(2, 0));
+  for (int t = 1; t <= 2; ++t) memory.add(1, 1.0f, false, t == 2, f.make(2, t));
+  // Episode 3, still being played: rewards 3, 5, 7.
+  memory.begin_episode(f.make(3, 0));
+  for (int t = 1; t <= 3; ++t) memory.add(0, float(2 * t + 1), false, false, f.make(3, t));
+
+  const float g = 0.5f;
+  typename rl::ReplayMemory<B>::Window w;
+  auto newest_tag = [&](const std::vector<std::uint8_t>& state) { return std::pair<int, int>{state[2], state[3]}; };
+  // Episode 1, from step 0: 1 + 0.5*2 + 0.25*4 = 3, bootstrap from step 3 with 0.5^3.
+  REQUIRE(memory.window_at(0, 0, g, w));
+  CHECK(w.reward == 3.0f);
+  CHECK(w.discount == 0.125f);
+  CHECK(w.steps == 3);
+  CHECK(newest_tag(w.next_state) == std::pair<int, int>{1, 3});
+  // From step 1: 2 + 0.5*4 + 0.25*8 = 6, and the window ends in the terminal: no bootstrap.
+  REQUIRE(memory.window_at(0, 1, g, w));
+  CHECK(w.reward == 6.0f);
+  CHECK(w.discount == 0.0f);
+  // From step 3: the terminal step alone, 8.
+  REQUIRE(memory.window_at(0, 3, g, w));
+  CHECK(w.reward == 8.0f);
+  CHECK(w.discount == 0.0f);
+  CHECK(w.steps == 1);
+  // The terminal's own frame holds no transition.
+  CHECK_FALSE(memory.window_at(0, 4, g, w));
+  // Episode 2 (frames 5..7): cut after 2 steps, so 1 + 0.5 bootstraps from its last frame with 0.5^2.
+  REQUIRE(memory.window_at(0, 5, g, w));
+  CHECK(w.reward == 1.5f);
+  CHECK(w.discount == 0.25f);
+  CHECK(w.steps == 2);
+  CHECK(newest_tag(w.next_state) == std::pair<int, int>{2, 2});
+  REQUIRE(memory.window_at(0, 6, g, w));
+  CHECK(w.reward == 1.0f);
+  CHECK(w.discount == 0.5f);
+  // Episode 3 (frames 8..11): only the first window is complete (3 + 2.5 + 1.75).
+  REQUIRE(memory.window_at(0, 8, g, w));
+  CHECK(w.reward == 7.25f);
+  CHECK(w.discount == 0.125f);
+  CHECK_FALSE(memory.window_at(0, 9, g, w));
+  CHECK_FALSE(memory.window_at(0, 10, g, w));
+  // A sampled batch holds only complete windows, with the same values.
+  Context<B> ctx;
+  Rng rng(4);
+  rl::ReplayBatch<B> batch;
+  std::set<float> rewards;
+  for (int round = 0; round < 50; ++round) {
+    memory.sample(ctx, rng, 4, g, batch);
+    for (float r : to_host(ctx, batch.rewards)) rewards.insert(r);
+  }
+  CHECK(rewards == std::set<float>{3.0f, 6.0f, 8.0f, 1.5f, 1.0f, 7.25f});
+  // The ring must hold a whole window.
+  rl::ReplayConfig tiny{8, {1, 2, 1}, 2};
+  tiny.n_step = 6;
+  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>{tiny}, doctest::Contains("too small"), Error);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("prioritized replay: complete windows enter at max priority, TD errors steer the draws",
+                          B, replay_prioritized) {
+  if (!test::backend_available<B>()) return;
+  rl::ReplayConfig config{16, {1, 2, 1}, 2};
+  config.n_step = 2;
+  config.prioritized = rl::PrioritizedConfig{};
+  rl::ReplayMemory<B> memory(config);
+  auto& sampler = memory.prioritized_sampler();
+  TaggedFrames f;
+  memory.begin_episode(f.make(1, 0));
+  memory.add(0, 1.0f, false, false, f.make(1, 1));
+  CHECK(sampler.size() == 0);  // slot 0's 2-step window is not complete yet
+  memory.add(1, 1.0f, false, false, f.make(1, 2));
+  CHECK(sampler.size() == 1);
+  CHECK(sampler.stored(0) > 0.0);
+  memory.add(0, 1.0f, true, false, f.make(1, 3));  // the end completes every window
+  CHECK(sampler.size() == 3);
+  memory.begin_episode(f.make(2, 0));
+  for (int t = 1; t <= 6; ++t) memory.add(t % 2, 0.0f, false, false, f.make(2, t));
+  CHECK(sampler.size() == 3 + 5);
+
+  Context<B> ctx;
+  Rng rng(9);
+  rl::ReplayBatch<B> batch;
+  memory.sample_prioritized(ctx, rng, 4, 0.9f, 0.4, batch);
+  REQUIRE(batch.slots.size() == 4);
+  const auto weights = to_host(ctx, batch.weights);
+  for (float w : weights) CHECK(w == 1.0f);  // all at the same (max) priority
+  // One transition with a large TD error is drawn far more often than its share.
+  const std::int64_t favourite = 5;  // episode 2, step 1
+  std::vector<std::int64_t> slots{favourite};
+  std::vector<float> errors{50.0f};
+  memory.update_priorities(slots, errors);
+  int drawn = 0, rows = 0;
+  for (int round = 0; round < 200; ++round) {
+    memory.sample_prioritized(ctx, rng, 4, 0.9f, 1.0, batch);
+    const auto w = to_host(ctx, batch.weights);
+    for (int i = 0; i < 4; ++i, ++rows) {
+      if (batch.slots[i] == favourite) {
+        ++drawn;
+        CHECK(w[i] < 0.5f);  // its weight corrects for the over-sampling
+      }
+    }
+  }
+  // p = 50 against 1 for 7 others, alpha 0.5: P = sqrt(50) / (sqrt(50) + 7) = 0.50.
+  CHECK(double(drawn) / rows == doctest::Approx(0.5).epsilon(0.1));
+  // Overwritten slots leave the sampler: 40 more frames through a 16-frame ring.
+  for (int t = 7; t <= 46; ++t) memory.add(0, 0.0f, false, false, f.make(2, t));
+  CHECK(sampler.size() <= 16);
+  for (int round = 0; round < 50; ++round) {
+    memory.sample_prioritized(ctx, rng, 4, 0.9f, 1.0, batch);
+    const auto states = to_host(ctx, batch.states);
+    for (int i = 0; i < 4; ++i) CHECK(states[i * 4 + 2] == 2);  // episode 1 is gone
+  }
+  // TD errors must be finite: a NaN would poison the tree.
+  errors = {std::nanf("")};
+  slots = {batch.slots[0]};
+  CHECK_THROWS_AS(memory.update_priorities(slots, errors), Error);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("The TD step with per-row discounts and importance weights, by hand", B, td_discounts) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  constexpr int batch = 2, actions = 2;
+  // Row 0: Q(s,0) = 1, target 0.5 + 0.25 * max(2, 4) = 1.5, d = -0.5, weight 0.5.
+  // Row 1: Q(s,1) = 3, target 1 + 0 * 4 = 1 (a terminal window), d = 2, weight 1: Huber's linear part.
+  auto q = from_host<B, float>(ctx, std::vector<float>{1, 9, 7, 3}, {batch, actions});
+  auto next = from_host<B, float>(ctx, std::vector<float>{2, 4, 4, 0}, {batch, actions});
+  auto action = from_host<B, std::int32_t>(ctx, std::vector<std::int32_t>{0, 1}, {batch});
+  auto reward = from_host<B, float>(ctx, std::vector<float>{0.5f, 1.0f}, {batch});
+  auto discount = from_host<B, float>(ctx, std::vector<float>{0.25f, 0.0f}, {batch});
+  auto weight = from_host<B, float>(ctx, std::vector<float>{0.5f, 1.0f}, {batch});
+  Tensor<B, float> grad({batch, actions}), stats({2}), td({batch});
+  TdLossArgs a;
+  a.batch = batch;
+  a.actions = actions;
+  a.q = q.data();
+  a.q_next_target = next.data();
+  a.action = action.data();
+  a.reward = reward.data();
+  a.discount = discount.data();
+  a.weights = weight.data();
+  a.grad_q = grad.data();
+  a.loss_out = stats.data();
+  a.q_mean_out = stats.data() + 1;
+  a.td_error_out = td.data();
+  backend_traits<B>::td_loss(ctx, a);
+  const auto g = to_host(ctx, grad), st = to_host(ctx, stats), e = to_host(ctx, td);
+  // Huber: 0.5 * 0.25 = 0.125 weighted 0.5; 2 - 0.5 = 1.5 weighted 1; mean over 2.
+  CHECK(st[0] == doctest::Approx((0.0625f + 1.5f) / 2));
+  CHECK(st[1] == doctest::Approx(2.0f));
+  CHECK(g == std::vector<float>{-0.5f * 0.5f / 2, 0.0f, 0.0f, 1.0f / 2});
+  CHECK(e == std::vector<float>{0.5f, 2.0f});
+}
+
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cpu);
@@ -392,6 +554,9 @@ TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
 // The same suites on the GPU, labelled "cuda"; each reports a skip (see
@@ -404,5 +569,8 @@ TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cuda);
 TEST_SUITE_END();
 #endif

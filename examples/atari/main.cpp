@@ -121,7 +121,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   const int actions = atari.action_count();
   std::cout << "game " << atari.game_name() << ", " << actions << " actions\n";
   // One replay stream per env (the buffer is split between them).
-  rl::ReplayConfig replay_config{o.dqn.buffer_size, atari.observation_shape(), o.stack, o.envs};
+  const rl::ReplayConfig replay_config = o.dqn.replay_config(atari.observation_shape(), o.stack, run.steps, o.envs);
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -137,21 +137,22 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
+  trainer_config.schedule = o.dqn.schedule();
   trainer_config.progress_interval = run.progress_interval;
   if (o.envs == 1) {
     // Recordings show the game's own screen and score, so they wrap the game
     // inside the reward clipping.
     auto recorded = examples::record_videos(atari, run, kAtariFramesPerSecond, o.frame_skip);
     ClipRewards<decltype(recorded)&> env(recorded, o.clip_rewards);
-    rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+    env::VectorEnv<decltype(env)> one_env(env);
+    rl::Trainer<B, decltype(env)> trainer(one_env, agent, replay, trainer_config);
     return examples::run_training(ctx, trainer, run, config_toml);
   }
   // --envs N > 1: N envs on their own threads, one batched forward pass to act
-  // for all, --steps counting env steps summed over the envs. VectorDqnTrainer
-  // has no checkpoint state yet: run_training saves weights, logs and plots.
+  // for all, --steps counting env steps summed over the envs.
   using Clipped = ClipRewards<envs::Atari>;
   env::VectorEnv<Clipped> vector_env(o.envs, [&](int) { return Clipped(envs::Atari(env_config(o)), o.clip_rewards); });
-  rl::VectorDqnTrainer<B, Clipped> trainer(vector_env, agent, replay, trainer_config);
+  rl::Trainer<B, Clipped> trainer(vector_env, agent, replay, trainer_config);
   return examples::run_training(ctx, trainer, run, config_toml);
 }
 

@@ -11,6 +11,7 @@
 #include <qrl/backend/op_args.hpp>
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>
+#include <qrl/rl/trainer.hpp>
 
 #include "example_support.hpp"
 
@@ -23,7 +24,13 @@ struct DqnOptions {
   float gamma = 0.99f;
   std::int64_t learning_starts = 10000;
   int train_frequency = 4;
+  int gradient_steps = 1;
   std::int64_t target_update = 2000;
+  float tau = 1.0f;
+  int n_step = 1;
+  bool prioritized = false;
+  double priority_alpha = 0.5;
+  double priority_beta = 0.4;
   bool double_dqn = true;
   std::string loss = "huber";
   float max_grad_norm = 10.0f;
@@ -35,14 +42,34 @@ struct DqnOptions {
     rl::DqnConfig config;
     config.gamma = gamma;
     config.batch_size = batch_size;
-    config.learning_starts = learning_starts;
-    config.train_frequency = train_frequency;
-    config.target_update_interval = target_update;
     config.double_dqn = double_dqn;
     config.loss = loss == "mse" ? LossKind::mse : LossKind::huber;
     config.adam.learning_rate = learning_rate;
     config.adam.max_grad_norm = max_grad_norm;
     return config;
+  }
+
+  rl::UpdateSchedule schedule() const {
+    rl::UpdateSchedule s;
+    s.learning_starts = learning_starts;
+    s.train_frequency = train_frequency;
+    s.gradient_steps = gradient_steps;
+    s.target_update_interval = target_update;
+    s.tau = tau;
+    return s;
+  }
+
+  // The replay memory for `streams` envs of `frame`-sized frames; a
+  // prioritized one anneals beta to 1 over `total_steps`.
+  rl::ReplayConfig replay_config(env::FrameShape frame, int stack, std::int64_t total_steps, int streams = 1) const {
+    rl::ReplayConfig c;
+    c.capacity = buffer_size;
+    c.frame = frame;
+    c.stack = stack;
+    c.streams = streams;
+    c.n_step = n_step;
+    if (prioritized) c.prioritized = rl::PrioritizedConfig{priority_alpha, priority_beta, 1.0, total_steps};
+    return c;
   }
 
   rl::EpsilonSchedule epsilon_schedule(std::int64_t total_steps) const {
@@ -56,8 +83,16 @@ inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
   cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--train-frequency", o.train_frequency, "Env steps per gradient update")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--target-update", o.target_update, "Env steps between target-network syncs")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--train-frequency", o.train_frequency, "Env steps between rounds of --gradient-steps updates")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--gradient-steps", o.gradient_steps, "Gradient updates per round (the replay ratio is --gradient-steps / --train-frequency updates per env step)")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--target-update", o.target_update, "Env steps between target-network updates")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--tau", o.tau, "Target-network update: 1 copies the online network, below 1 is Polyak averaging target = tau*online + (1-tau)*target")->check(CLI::Range(1e-6, 1.0))->capture_default_str();
+  add_switch(cmd, "--prioritized,!--no-prioritized", o.prioritized,
+             "Prioritized replay (Schaul et al. 2016, proportional): transitions drawn by |TD error|^alpha, "
+             "importance weights with beta annealed to 1 over --steps");
+  cmd->add_option("--priority-alpha", o.priority_alpha, "Prioritized replay: priority exponent alpha (0 = uniform)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--priority-beta", o.priority_beta, "Prioritized replay: importance-sampling exponent beta at the start")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--n-step", o.n_step, "Reward horizon of the TD target (n-step returns; 1 = one-step DQN); never across an episode end")->check(CLI::Range(1, 100))->capture_default_str();
   add_switch(cmd, "--double-dqn,!--no-double-dqn", o.double_dqn,
              "Double DQN targets; --no-double-dqn: the original DQN target, the max of the target network's Q-values");
   cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();

@@ -225,31 +225,9 @@ inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) 
 // RUN_DIR/config.toml and into each checkpoint).
 // An env without save_state() (Dino: the game lives in a browser) resumes
 // inexactly: see rl::load_checkpoint and docs/runs.md.
-namespace detail {
-template <class Trainer>
-struct TrainerKind;
 template <Backend B, env::Environment E>
-struct TrainerKind<rl::DqnTrainer<B, E>> {
-  using backend = B;
-  static constexpr bool writes_checkpoints = true;
-};
-template <Backend B, env::Environment E>
-struct TrainerKind<rl::VectorDqnTrainer<B, E>> {
-  using backend = B;
-  static constexpr bool writes_checkpoints = false;  // VectorDqnTrainer has no state()/restore() yet
-};
-}  // namespace detail
-
-// Trainer: rl::DqnTrainer (checkpoints, exact resume) or rl::VectorDqnTrainer
-// (no checkpoint state yet: weights, logs and plots only, no --resume).
-template <class Trainer>
-int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, Trainer& trainer, const RunOptions& o,
-                 const std::string& config_toml) {
+int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& o, const std::string& config_toml) {
   namespace fs = std::filesystem;
-  constexpr bool checkpointed = detail::TrainerKind<Trainer>::writes_checkpoints;
-  if constexpr (!checkpointed)
-    require(o.resume.empty() && o.stop_after == 0, "--resume and --stop-after need checkpoints, which training "
-            "on several envs does not write yet; train with one env (--envs 1) to resume runs");
   // A resumed run stays in its own directory, wherever it was moved to.
   const fs::path run_dir = o.resume.empty() ? fs::path(o.run_dir) : resume_run_dir(o.resume);
   const fs::path checkpoints = run_dir / "checkpoints";
@@ -260,25 +238,26 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
   const nlohmann::json run_config{{"toml", config_toml}};
 
   bool resumed = false;
-  std::optional<rl::EpisodeRecord> interrupted_episode;
-  if constexpr (checkpointed) if (!o.resume.empty()) {
+  std::vector<rl::EpisodeRecord> interrupted_episodes;
+  if (!o.resume.empty()) {
     const fs::path& ck = resume_from;
     const nlohmann::json state = rl::load_checkpoint(ck, trainer, ctx);
     resumed = true;
     std::cout << "resumed from " << ck.string() << " at step " << trainer.step() << " (" << trainer.episodes()
               << " episodes, epsilon " << state.at("epsilon").at("value_at_step").get<double>() << ")" << std::endl;
-    if (state.contains("interrupted_episode")) {
-      interrupted_episode = rl::detail::episode_from_json(state["interrupted_episode"], ck.string());
-      std::cout << "this environment cannot restore a game in progress: episode " << interrupted_episode->index
-                << " ends here as truncated after " << interrupted_episode->length
-                << " steps, and a fresh one begins (docs/runs.md)" << std::endl;
-    }
+    if (state.contains("interrupted_episodes"))
+      for (const auto& e : state["interrupted_episodes"]) {
+        const auto& record = interrupted_episodes.emplace_back(rl::detail::episode_from_json(e, ck.string()));
+        std::cout << "this environment cannot restore a game in progress: episode " << record.index << " (env "
+                  << record.env << ") ends here as truncated after " << record.length
+                  << " steps, and a fresh one begins (docs/runs.md)" << std::endl;
+      }
     const double step = static_cast<double>(trainer.step());
     // An interrupted episode ends at `step` and is rewritten below; dropping
     // such a row too keeps a second resume from the same checkpoint from
     // listing it twice (no other episode can end at the step of a save that
     // interrupted one).
-    truncate_csv_after(run_dir / "episodes.csv", 1, interrupted_episode ? step - 0.5 : step);
+    truncate_csv_after(run_dir / "episodes.csv", 1, interrupted_episodes.empty() ? step : step - 0.5);
     truncate_csv_after(run_dir / "progress.csv", 0, step);
     truncate_csv_after(run_dir / "q_values.csv", 0, step);
   }
@@ -307,12 +286,11 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
   std::ofstream q_csv(run_dir / "q_values.csv", q_exists ? std::ios::app : std::ios::trunc);
   if (!q_exists) q_csv << "step,mean_q,mean_loss,updates\n";
   log::TensorBoardWriter tb(run_dir / "tb");
-  if (interrupted_episode) {
-    episodes.write(*interrupted_episode);
-    tb.add_scalar("charts/episodic_return", interrupted_episode->episode_return, interrupted_episode->end_step);
-    tb.add_scalar("charts/episodic_length", static_cast<double>(interrupted_episode->length),
-                  interrupted_episode->end_step);
-    tb.add_scalar("charts/score", interrupted_episode->score, interrupted_episode->end_step);
+  for (const auto& e : interrupted_episodes) {
+    episodes.write(e);
+    tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
+    tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
+    tb.add_scalar("charts/score", e.score, e.end_step);
   }
 
   // Per 1000 env steps: mean Q and loss over the updates in that block.
@@ -366,7 +344,7 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
   ck_options.keep_last = o.keep_checkpoints;
   auto checkpoint = [&](const std::string& name = {}) {
     fs::path dir;
-    if constexpr (checkpointed) dir = rl::save_checkpoint(checkpoints, trainer, ctx, run_config, ck_options, name);
+    dir = rl::save_checkpoint(checkpoints, trainer, ctx, run_config, ck_options, name);
     const std::map<std::string, std::string> metadata{{"step", std::to_string(trainer.step())}};
     nn::save_weights(ctx, trainer.agent().online(), run_dir / "weights.safetensors", metadata);
     if (o.keep_weights && name.empty()) {
@@ -377,11 +355,7 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
     tb.flush();
     q_csv.flush();
     write_plots(run_dir);
-    if constexpr (checkpointed)
-      std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
-    else
-      std::cout << "saved " << (run_dir / "weights.safetensors").string() << " (step " << trainer.step() << ")"
-                << std::endl;
+    std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
   };
 
   detail::interrupted = false;
@@ -404,9 +378,7 @@ int run_training(Context<typename detail::TrainerKind<Trainer>::backend>& ctx, T
          ", gradient norm ", last.grad_norm, "); a debug checkpoint is in ", checkpoints.string(),
          ". Lower --lr or set --max-grad-norm");
   }
-  if (detail::interrupted && !checkpointed)
-    std::cout << "interrupted at step " << trainer.step() << "; weights saved" << std::endl;
-  else if (detail::interrupted)
+  if (detail::interrupted)
     std::cout << "interrupted at step " << trainer.step() << "; continue with --resume " << run_dir.string()
               << std::endl;
   else if (trainer.step() < o.steps)

@@ -4,7 +4,7 @@
 //   dino train --steps 200000 --run-dir runs/dino
 //   dino train --resume runs/dino    (learner exact; the interrupted game ends as truncated, docs/runs.md)
 //   dino train --config run.toml
-//   dino train --browsers 2 --capture canvas   (2 browsers stepped in parallel; no checkpoints)
+//   dino train --browsers 2 --capture canvas   (2 browsers stepped in parallel)
 //   dino eval  --weights runs/dino/weights.safetensors --episodes 10 --json
 //   dino eval  --policy noop --episodes 3 --json
 //   dino eval  --policy random --episodes 8 --browsers 2 --json
@@ -123,7 +123,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   const int width = game.observation_width;
   Context<B> ctx;
   // One replay stream per browser (the buffer is split between them).
-  rl::ReplayConfig replay_config{o.dqn.buffer_size, {height, width, 1}, o.stack, o.browsers};
+  const rl::ReplayConfig replay_config = o.dqn.replay_config({height, width, 1}, o.stack, run.steps, o.browsers);
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -139,6 +139,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   rl::TrainerConfig trainer_config;
   trainer_config.seed = o.seed;
   trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
+  trainer_config.schedule = o.dqn.schedule();
   trainer_config.progress_interval = run.progress_interval;
   auto report_restarts = [](int restarts) {
     if (restarts > 0)
@@ -151,18 +152,19 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
     // (docs/runs.md).
     envs::CanvasGame browser_env(game, browser_config(o));
     auto env = examples::record_videos(browser_env, run, kCanvasFramesPerSecond, game.frame_skip);
-    rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
+    env::VectorEnv<decltype(env)> one_env(env);
+    rl::Trainer<B, decltype(env)> trainer(one_env, agent, replay, trainer_config);
     const int status = examples::run_training(ctx, trainer, run, config_toml);
     report_restarts(browser_env.browser_restarts());
     return status;
   }
   // --browsers N > 1: N browsers (or N tabs of the --cdp browser) stepped on
   // their own threads, one batched forward pass to act for all, --steps
-  // counting env steps summed over the browsers. VectorDqnTrainer has no
-  // checkpoint state yet: run_training saves weights, logs and plots.
+  // counting env steps summed over the browsers. Their games live in the
+  // browsers: a resume restores the learner exactly and restarts every game.
   env::VectorEnv<envs::CanvasGame> browsers(o.browsers,
                                             [&](int) { return envs::CanvasGame(game, browser_config(o)); });
-  rl::VectorDqnTrainer<B, envs::CanvasGame> trainer(browsers, agent, replay, trainer_config);
+  rl::Trainer<B, envs::CanvasGame> trainer(browsers, agent, replay, trainer_config);
   const int status = examples::run_training(ctx, trainer, run, config_toml);
   int restarts = 0;
   for (int i = 0; i < o.browsers; ++i) restarts += browsers.env(i).browser_restarts();
@@ -305,7 +307,7 @@ int main(int argc, char** argv) {
   add_common(train_cmd);
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
-  train_cmd->add_option("--browsers", o.browsers, "Browsers stepped in parallel, one thread each (with --cdp: tabs of that browser); more than 1 writes no checkpoints")->check(CLI::Range(1, 64))->capture_default_str();
+  train_cmd->add_option("--browsers", o.browsers, "Browsers stepped in parallel, one thread each (with --cdp: tabs of that browser)")->check(CLI::Range(1, 64))->capture_default_str();
   examples::add_dqn_options(train_cmd, o.dqn);
 
   auto add_eval_options = [&](CLI::App* cmd) {

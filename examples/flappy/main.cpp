@@ -110,15 +110,16 @@ void record_planner_demonstrations(const Options& o, rl::ReplayMemory<B>& memory
 
 // DQfD's pre-training on the demonstrations alone; the weights it ends with
 // are kept as RUN_DIR/pretrained.safetensors.
-template <Backend B>
-void pretrain(Context<B>& ctx, const Options& o, rl::Dqn<B>& agent, rl::ReplayMemory<B>& demonstrations,
+template <Backend B, class Env>
+void pretrain(Context<B>& ctx, const Options& o, rl::Trainer<B, Env>& trainer, rl::ReplayMemory<B>& demonstrations,
               const fs::path& run_dir) {
+  auto& agent = trainer.agent();
   Rng sampling(o.seed ^ 0x9e7a11ULL);
   constexpr std::int64_t chunk = 1000;
   const auto start = std::chrono::steady_clock::now();
   for (std::int64_t done = 0; done < o.pretrain_updates;) {
     const std::int64_t n = std::min(chunk, o.pretrain_updates - done);
-    agent.pretrain(demonstrations, n, sampling);
+    trainer.pretrain(demonstrations, n, sampling);
     done += n;
     const auto stats = agent.last_stats();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -141,7 +142,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   require(o.demonstrations == 0 || o.demonstration_rows <= o.dqn.batch_size, "--demonstration-rows ",
           o.demonstration_rows, " exceeds --batch-size ", o.dqn.batch_size, ": the rows are part of each batch");
   Context<B> ctx;
-  rl::ReplayConfig replay_config{o.dqn.buffer_size, {o.frame_size, o.frame_size, 1}, o.stack};
+  const rl::ReplayConfig replay_config = o.dqn.replay_config({o.frame_size, o.frame_size, 1}, o.stack, run.steps);
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
   rl::ReplayMemory<B> replay(replay_config);
 
@@ -157,23 +158,28 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
                    config);
 
+  envs::FlappyBird game(env_config(o, 0));
+  auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
+  env::VectorEnv<decltype(env)> one_env(env);
+  rl::TrainerConfig trainer_config;
+  trainer_config.seed = o.seed;
+  trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
+  trainer_config.schedule = o.dqn.schedule();
+  trainer_config.progress_interval = run.progress_interval;
+  rl::Trainer<B, decltype(env)> trainer(one_env, agent, replay, trainer_config);
+
   // Regenerated on --resume (the planner and its seeds are deterministic), so
   // checkpoints need not carry them.
   std::optional<rl::ReplayMemory<B>> demonstrations;
   if (o.demonstrations > 0) {
-    demonstrations.emplace(rl::ReplayConfig{o.demonstrations, {o.frame_size, o.frame_size, 1}, o.stack});
+    rl::ReplayConfig demonstration_config = replay_config;
+    demonstration_config.capacity = o.demonstrations;
+    demonstration_config.prioritized.reset();
+    demonstrations.emplace(demonstration_config);
     record_planner_demonstrations(o, *demonstrations);
-    if (run.resume.empty() && o.pretrain_updates > 0) pretrain(ctx, o, agent, *demonstrations, run.run_dir);
-    agent.use_demonstrations(&*demonstrations);
+    if (run.resume.empty() && o.pretrain_updates > 0) pretrain(ctx, o, trainer, *demonstrations, run.run_dir);
+    trainer.use_demonstrations(&*demonstrations);
   }
-
-  envs::FlappyBird game(env_config(o, 0));
-  auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
-  rl::TrainerConfig trainer_config;
-  trainer_config.seed = o.seed;
-  trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
-  trainer_config.progress_interval = run.progress_interval;
-  rl::DqnTrainer<B, decltype(env)> trainer(env, agent, replay, trainer_config);
   return examples::run_training(ctx, trainer, run, config_toml);
 }
 

@@ -41,6 +41,7 @@ concept Backend = requires {
   backend_traits<B>::relu_backward(ctx, cf, cf, f, n);
   backend_traits<B>::u8_to_float(ctx, cu8, f, n, 1.0f);
   backend_traits<B>::argmax_rows(ctx, cf, 1, 1, i32);
+  backend_traits<B>::polyak_average(ctx, cf, f, n, 1.0f);
 };
 
 }  // namespace qrl

@@ -115,11 +115,14 @@ struct backend_traits<cpu> {
 #pragma omp parallel for simd if (worth_threads(count))
     for (std::int64_t i = 0; i < count; ++i) dst[i] = f(src[i]);
   }
+  static void polyak_average(Context&, const float* online, float* target, std::size_t n, float tau) {
+    const kernels::PolyakAverage f{tau};
+    const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for simd if (worth_threads(count))
+    for (std::int64_t i = 0; i < count; ++i) target[i] = f(online[i], target[i]);
+  }
   static void argmax_rows(Context&, const float* x, int rows, int cols, std::int32_t* out) {
-    for (int r = 0; r < rows; ++r) {
-      const float* row = x + std::int64_t{r} * cols;
-      out[r] = static_cast<std::int32_t>(std::max_element(row, row + cols) - row);
-    }
+    for (int r = 0; r < rows; ++r) out[r] = kernels::ArgmaxRow{}(x + std::int64_t{r} * cols, cols);
   }
 
   // A parallel region costs microseconds, and far more when another process
@@ -296,38 +299,13 @@ struct backend_traits<cpu> {
   }
 
   static void td_loss(Context&, const TdLossArgs& a) {
-    const kernels::TdTarget target{a.gamma};
-    const kernels::HuberElement huber{a.huber_delta};
-    const kernels::SquaredElement squared;
-    const kernels::LargeMarginElement margin{a.margin};
-    const float inv_batch = 1.0f / static_cast<float>(a.batch);
+    const kernels::TdRow row;
     double loss = 0.0, q_sum = 0.0;
-    std::fill_n(a.grad_q, std::int64_t{a.batch} * a.actions, 0.0f);
     for (int i = 0; i < a.batch; ++i) {
-      const float* next_target = a.q_next_target + std::int64_t{i} * a.actions;
-      float next_value;
-      if (a.q_next_online) {
-        const float* next_online = a.q_next_online + std::int64_t{i} * a.actions;
-        next_value = next_target[std::max_element(next_online, next_online + a.actions) - next_online];
-      } else {
-        next_value = *std::max_element(next_target, next_target + a.actions);
-      }
-      const float y = target(a.reward[i], a.terminated[i], next_value);
-      const std::int64_t index = std::int64_t{i} * a.actions + a.action[i];
-      const float d = a.q[index] - y;
-      q_sum += a.q[index];
-      if (a.loss == LossKind::huber) {
-        loss += huber.value(d);
-        a.grad_q[index] = huber.grad(d) * inv_batch;
-      } else {
-        loss += squared.value(d);
-        a.grad_q[index] = squared.grad(d) * inv_batch;
-      }
-      if (i < a.demonstration_rows) {
-        const std::int64_t row = std::int64_t{i} * a.actions;
-        loss += a.margin_weight * margin.accumulate(a.q + row, a.actions, a.action[i], a.margin_weight * inv_batch,
-                                                    a.grad_q + row);
-      }
+      const auto out = row(a, i);
+      loss += out.loss;
+      loss += out.margin;
+      q_sum += out.q;
     }
     *a.loss_out = static_cast<float>(loss / a.batch);
     if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);

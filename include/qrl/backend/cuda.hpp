@@ -304,6 +304,11 @@ struct backend_traits<cuda> {
     kernels::launch_u8_to_float(src, dst, static_cast<std::int64_t>(n), kernels::ByteToUnitFloat{scale}, ctx.stream());
     cuda_detail::check_launch("launch_u8_to_float");
   }
+  static void polyak_average(Context& ctx, const float* online, float* target, std::size_t n, float tau) {
+    kernels::launch_polyak_average(online, target, static_cast<std::int64_t>(n), kernels::PolyakAverage{tau},
+                                   ctx.stream());
+    cuda_detail::check_launch("launch_polyak_average");
+  }
   static void argmax_rows(Context& ctx, const float* x, int rows, int cols, std::int32_t* out) {
     if (rows <= 0) return;
     kernels::launch_argmax_rows(x, rows, cols, out, ctx.stream());

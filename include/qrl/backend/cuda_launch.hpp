@@ -61,6 +61,8 @@ void launch_relu_backward(const float* y, const float* grad_y, float* grad_x, st
 void launch_u8_to_float(const std::uint8_t* src, float* dst, std::int64_t n, ByteToUnitFloat convert,
                         cudaStream_t stream);
 void launch_argmax_rows(const float* x, int rows, int cols, std::int32_t* out, cudaStream_t stream);
+void launch_polyak_average(const float* online, float* target, std::int64_t n, PolyakAverage f,
+                           cudaStream_t stream);
 
 // y[(o * channels + c) * inner + i] += bias[c]: dense layers use inner = 1,
 // convolutions outer = batch and inner = output pixels.

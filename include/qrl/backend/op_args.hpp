@@ -6,9 +6,10 @@ namespace qrl {
 
 enum class LossKind { huber, mse };
 
-// Arguments of the fused TD step: Q(s, a) gathered from `q`, the bootstrap
-// value from the target network's Q(s') (its max, or for Double DQN its value
-// at the online network's argmax), target, loss and dLoss/dQ.
+// Arguments of the fused TD step (kernels::TdRow): Q(s, a) gathered from `q`,
+// the bootstrap value from the target network's Q(s') (its max, or for
+// Double DQN its value at the online network's argmax), the target
+// r + discount * bootstrap, loss and dLoss/dQ.
 struct TdLossArgs {
   int batch = 0;
   int actions = 0;
@@ -16,9 +17,9 @@ struct TdLossArgs {
   const float* q_next_target = nullptr;  // [batch, actions] target Q(s')
   const float* q_next_online = nullptr;  // [batch, actions] online Q(s'), Double DQN only
   const std::int32_t* action = nullptr;
-  const float* reward = nullptr;
-  const float* terminated = nullptr;
-  float gamma = 0.99f;
+  const float* reward = nullptr;    // [batch] the window's discounted reward sum
+  const float* discount = nullptr;  // [batch] gamma^k, 0 after a true terminal
+  const float* weights = nullptr;   // [batch] importance weights, or null for 1
   LossKind loss = LossKind::huber;
   float huber_delta = 1.0f;
   // Rows [0, demonstration_rows) are demonstrations: their action is the
@@ -26,7 +27,8 @@ struct TdLossArgs {
   int demonstration_rows = 0;
   float margin = 0.8f;
   float margin_weight = 1.0f;
-  float* grad_q = nullptr;      // [batch, actions] out: dLoss/dQ
+  float* grad_q = nullptr;        // [batch, actions] out: dLoss/dQ
+  float* td_error_out = nullptr;  // [batch] out: |Q(s, a) - y| (prioritized replay), or null
   float* loss_out = nullptr;    // 1 float out: mean loss
   float* q_mean_out = nullptr;  // 1 float out: mean Q(s, a), for logging
 };

@@ -11,6 +11,7 @@
 // (observation(i) before the step, action, reward, result.observation,
 // terminated) always lies inside one episode, and no action is spent on a
 // reset step (Gymnasium's NEXT_STEP mode would ignore the next action).
+#include <concepts>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -39,11 +40,26 @@ class VectorEnv {
   // `make_env(i)` builds env i. `threads`: worker threads including the
   // caller's (0: one per env). Env i always runs on thread i % threads.
   template <class MakeEnv>
+    requires std::invocable<MakeEnv&, int>
   VectorEnv(int count, MakeEnv make_env, int threads = 0) {
     require(count >= 1, "VectorEnv: needs at least one env, got ", count);
+    for (int i = 0; i < count; ++i) envs_.push_back(owned_.emplace_back(std::make_unique<E>(make_env(i))).get());
+    start(threads);
+  }
+
+  // One env the caller owns and keeps alive (a single-env run: the env may
+  // be wrapped in recorders the caller still reads). Stepped on the caller's
+  // thread.
+  explicit VectorEnv(E& env) {
+    envs_.push_back(&env);
+    start(1);
+  }
+
+ private:
+  void start(int threads) {
+    const int count = size();
     require(threads >= 0, "VectorEnv: thread count must be >= 0 (0: one per env), got ", threads);
     threads_ = threads == 0 || threads > count ? count : threads;
-    for (int i = 0; i < count; ++i) envs_.push_back(std::make_unique<E>(make_env(i)));
     const FrameShape shape = envs_[0]->observation_shape();
     actions_ = envs_[0]->action_count();
     for (int i = 1; i < count; ++i) {
@@ -58,6 +74,8 @@ class VectorEnv {
     errors_.resize(threads_);
     for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
   }
+
+ public:
 
   VectorEnv(const VectorEnv&) = delete;
   VectorEnv& operator=(const VectorEnv&) = delete;
@@ -94,12 +112,34 @@ class VectorEnv {
     require(static_cast<int>(stream_seeds.size()) == size(), "VectorEnv::reset: got ", stream_seeds.size(),
             " seed streams for ", size(), " envs");
     for (int i = 0; i < size(); ++i) seeds_[i].reseed(stream_seeds[i]);
+    reset_all();
+  }
+
+  // Resets every env with the next seed of its own stream (as set by
+  // reset(stream_seeds) or restored by set_episode_seed_states()).
+  void reset_all() {
     run_all([this](int i) {
       current_[i] = envs_[i]->reset(seeds_[i].next_u64());
       results_[i] = VectorStepResult{};
     });
     started_ = true;
   }
+
+  // Env i's stream of episode seeds, for checkpoints: restored streams give
+  // the episodes an uninterrupted run would have played next.
+  Rng::State episode_seed_state(int i) const { return seeds_.at(i).state(); }
+  void set_episode_seed_states(std::span<const Rng::State> states) {
+    require(static_cast<int>(states.size()) == size(), "VectorEnv: got ", states.size(), " seed streams for ", size(),
+            " envs");
+    for (int i = 0; i < size(); ++i) seeds_[i].set_state(states[i]);
+  }
+  // The envs' own states were restored mid-episode (load_state): step on
+  // from there. observation(i) is known again after the next step.
+  void mark_started() {
+    for (auto& view : current_) view = FrameView{};
+    started_ = true;
+  }
+  bool started() const { return started_; }
 
   // Steps env i with actions[i], on the worker threads; returns the results
   // (valid until the next step or reset).
@@ -117,8 +157,13 @@ class VectorEnv {
   }
 
   // The frame env i acts on next: after an autoreset, the new episode's first.
-  FrameView observation(int i) const { return current_.at(i); }
+  FrameView observation(int i) const {
+    const FrameView view = current_.at(i);
+    require(view.pixels != nullptr, "VectorEnv::observation(", i, "): not known until the env is reset or stepped");
+    return view;
+  }
   E& env(int i) { return *envs_.at(i); }
+  const E& env(int i) const { return *envs_.at(i); }
 
  private:
   void step_one(int i) {
@@ -191,7 +236,8 @@ class VectorEnv {
     }
   }
 
-  std::vector<std::unique_ptr<E>> envs_;
+  std::vector<std::unique_ptr<E>> owned_;
+  std::vector<E*> envs_;
   int threads_ = 1;
   int actions_ = 0;
   std::vector<std::uint8_t> final_frames_;

@@ -22,4 +22,11 @@ struct ByteToUnitFloat {
   QRL_HOST_DEVICE float operator()(unsigned char v) const { return static_cast<float>(v) * scale; }
 };
 
+// Polyak averaging of a target network: target <- tau * online + (1 - tau) *
+// target (CleanRL's soft update; tau = 1 is a copy).
+struct PolyakAverage {
+  float tau = 1.0f;
+  QRL_HOST_DEVICE float operator()(float online, float target) const { return tau * online + (1.0f - tau) * target; }
+};
+
 }  // namespace qrl::kernels

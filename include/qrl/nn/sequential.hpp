@@ -81,16 +81,16 @@ class Sequential {
 
   // Target-network sync: copy every parameter of `source` (same architecture).
   void copy_parameters_from(Context<B>& ctx, Sequential& source) {
-    auto to = parameters();
-    auto from = source.parameters();
-    require_shape(to.size() == from.size(), "copy_parameters_from: networks differ (", from.size(), " vs ", to.size(),
-                  " parameters)");
-    for (std::size_t i = 0; i < to.size(); ++i) {
-      require_shape(to[i].value->shape() == from[i].value->shape(), "copy_parameters_from: ", to[i].name, " is ",
-                    to[i].value->shape().str(), " here but ", from[i].value->shape().str(), " in the source");
-      backend_traits<B>::copy(ctx, from[i].value->data(), to[i].value->data(),
-                              static_cast<std::size_t>(to[i].value->size()));
-    }
+    for_matching_parameters(source, "copy_parameters_from", [&](Tensor<B, float>& to, Tensor<B, float>& from) {
+      backend_traits<B>::copy(ctx, from.data(), to.data(), static_cast<std::size_t>(to.size()));
+    });
+  }
+
+  // Polyak averaging: every parameter p <- tau * source + (1 - tau) * p.
+  void average_parameters_from(Context<B>& ctx, Sequential& source, float tau) {
+    for_matching_parameters(source, "average_parameters_from", [&](Tensor<B, float>& to, Tensor<B, float>& from) {
+      backend_traits<B>::polyak_average(ctx, from.data(), to.data(), static_cast<std::size_t>(to.size()), tau);
+    });
   }
 
   std::string summary(Shape input) const {
@@ -104,6 +104,19 @@ class Sequential {
   }
 
  private:
+  template <class Apply>
+  void for_matching_parameters(Sequential& source, const char* what, Apply apply) {
+    auto to = parameters();
+    auto from = source.parameters();
+    require_shape(to.size() == from.size(), what, ": networks differ (", from.size(), " vs ", to.size(),
+                  " parameters)");
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      require_shape(to[i].value->shape() == from[i].value->shape(), what, ": ", to[i].name, " is ",
+                    to[i].value->shape().str(), " here but ", from[i].value->shape().str(), " in the source");
+      apply(*to[i].value, *from[i].value);
+    }
+  }
+
   std::vector<std::unique_ptr<Layer<B>>> layers_;
 };
 

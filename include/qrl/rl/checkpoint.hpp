@@ -5,9 +5,12 @@
 //     model.safetensors     online network, PyTorch nn.Sequential names ("0.weight")
 //     training.safetensors  target network ("target.0.weight") and Adam moments
 //                           ("adam.exp_avg.0.weight", "adam.exp_avg_sq.0.weight")
-//     state.json            counters, epsilon schedule, every RNG state, env state,
-//                           replay position, configuration, qrl version
-//     arrays/*.bin          replay memory and frame stack, raw little-endian, chunked
+//     state.json            each part's own section: agent (config, counters),
+//                           schedule, trainer (counters, episodes, every env's
+//                           tally and seed stream), epsilon, RNG states, the
+//                           envs' states, replay (config, ring positions),
+//                           the run's configuration, qrl version
+//     arrays/*.bin          replay memory and frame stacks, raw little-endian, chunked
 //     COMPLETE              manifest: bytes and CRC-32C of every file above; written last
 //
 // A checkpoint is written into "<name>.tmp-<pid>", every file fsynced, the
@@ -16,6 +19,11 @@
 // at worst a temporary directory, which the next save or resume removes.
 // Loading checks the manifest (presence, sizes, CRCs) before reading anything,
 // so a truncated, bit-flipped or unfinished checkpoint is an error, never used.
+// Then every field is treated as hostile, as the safetensors reader treats
+// its files: each part checks the configuration it was saved with against
+// the one asked for (naming the first difference), sizes come from the
+// configuration and never from the file, and every loaded value is
+// range-checked (actions, rewards, flags, positions) before it is used.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -76,7 +84,9 @@ struct CheckpointOptions {
   std::function<void(const std::filesystem::path&)> after_file;
 };
 
-inline constexpr int checkpoint_format_version = 1;
+// Version 2: one trainer for N envs (per-env tallies, seed streams, frame
+// stacks and env states), the update schedule, n-step replay.
+inline constexpr int checkpoint_format_version = 2;
 
 inline std::string checkpoint_name(std::int64_t step) {
   char buf[32];
@@ -167,7 +177,7 @@ void load_tensor(Context<B>& ctx, const io::SafetensorsFile& file, const std::st
 
 inline nlohmann::json episode_json(const EpisodeRecord& e) {
   return {{"index", e.index},   {"end_step", e.end_step}, {"return", e.episode_return}, {"length", e.length},
-          {"score", e.score},   {"truncated", e.truncated}, {"wall_seconds", e.wall_seconds}};
+          {"score", e.score},   {"truncated", e.truncated}, {"wall_seconds", e.wall_seconds}, {"env", e.env}};
 }
 
 inline EpisodeRecord episode_from_json(const nlohmann::json& j, const std::string& where) {
@@ -179,25 +189,69 @@ inline EpisodeRecord episode_from_json(const nlohmann::json& j, const std::strin
   e.score = io::json_get<double>(j, "score", where);
   e.truncated = io::json_get<bool>(j, "truncated", where);
   e.wall_seconds = io::json_get<double>(j, "wall_seconds", where);
+  e.env = j.contains("env") ? io::json_get<int>(j, "env", where) : 0;
   return e;
 }
 
-// A replay memory's used slots and positions. Stream 0 keeps the names and
-// keys of the one-stream format ("replay.frames", "cursor", ...), so
-// checkpoints of one stream read and write as before; stream s >= 1 adds
-// "replay.stream<s>.*" arrays and an entry of "stream_positions".
+// A JSON section that must be there: an error naming the file and the key
+// (not nlohmann's "key not found").
+inline const nlohmann::json& section(const nlohmann::json& j, const char* key, const std::string& where) {
+  require(j.is_object() && j.contains(key), where, ": missing '", key,
+          "' — not a checkpoint this qrl writes; resume from another checkpoint");
+  return j[key];
+}
+
+// The first field where `saved` and `wanted` differ ("a.b: 0.99 vs 0.9"), or
+// "" when they agree. Both are the same part's config as JSON.
+inline std::string first_difference(const nlohmann::json& saved, const nlohmann::json& wanted,
+                                    const std::string& path) {
+  if (saved.is_object() && wanted.is_object()) {
+    for (auto it = wanted.begin(); it != wanted.end(); ++it) {
+      if (!saved.contains(it.key())) return path + it.key() + ": missing in the checkpoint";
+      const auto d = first_difference(saved[it.key()], it.value(), path + it.key() + ".");
+      if (!d.empty()) return d;
+    }
+    for (auto it = saved.begin(); it != saved.end(); ++it)
+      if (!wanted.contains(it.key())) return path + it.key() + ": in the checkpoint, unknown to this run";
+    return "";
+  }
+  if (saved == wanted) return "";
+  std::string key = path.empty() ? path : path.substr(0, path.size() - 1);
+  return key + ": " + saved.dump() + " in the checkpoint, " + wanted.dump() + " in this run";
+}
+
+inline void require_same_config(const nlohmann::json& saved, const nlohmann::json& wanted, const std::string& part,
+                                const std::string& where) {
+  const std::string d = first_difference(saved, wanted, part + ".");
+  require(d.empty(), where, ": saved with another configuration: ", d,
+          " (resume with the run's own config: --resume RUN_DIR reads RUN_DIR/config.toml)");
+}
+
+inline nlohmann::json replay_config_json(const ReplayConfig& rc) {
+  nlohmann::json prioritized = nullptr;
+  if (rc.prioritized) {
+    const auto& p = *rc.prioritized;
+    prioritized = {{"alpha", p.alpha},         {"beta_start", p.beta_start}, {"beta_end", p.beta_end},
+                   {"beta_steps", p.beta_steps}, {"epsilon", p.epsilon}};
+  }
+  return {{"capacity", rc.capacity}, {"frame", {rc.frame.height, rc.frame.width, rc.frame.channels}},
+          {"stack", rc.stack},       {"streams", rc.streams},
+          {"n_step", rc.n_step},     {"prioritized", prioritized}};
+}
+
+inline std::string stream_prefix(int s) { return "replay.stream" + std::to_string(s) + "."; }
+
+// A replay memory saves its configuration, each ring's position and the
+// used slots of its arrays.
 template <Backend B>
 nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohmann::json& arrays) {
   const auto& rc = replay.config();
-  nlohmann::json j{{"capacity", rc.capacity},
-                   {"frame", {rc.frame.height, rc.frame.width, rc.frame.channels}},
-                   {"stack", rc.stack}};
-  nlohmann::json more = nlohmann::json::array();
+  nlohmann::json positions = nlohmann::json::array();
   for (int s = 0; s < replay.streams(); ++s) {
     const auto pos = replay.position(s);
     const auto base = static_cast<std::size_t>(replay.stream_base(s));
     const auto used = static_cast<std::uint64_t>(pos.count);
-    const std::string prefix = s == 0 ? "replay." : "replay.stream" + std::to_string(s) + ".";
+    const std::string prefix = stream_prefix(s);
     auto array = [&](const char* what, const void* data, std::uint64_t bytes, const char* dtype) {
       arrays[prefix + what] = out.array(prefix + what, data, bytes, dtype);
     };
@@ -206,31 +260,47 @@ nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohm
     array("rewards", replay.reward_storage().data() + base, used * 4, "F32");
     array("flags", replay.flag_storage().data() + base, used, "U8");
     array("history", replay.history_storage().data() + base, used, "U8");
-    nlohmann::json p{{"cursor", pos.cursor}, {"count", pos.count}, {"transitions", pos.transitions},
-                     {"episode_open", pos.episode_open}};
-    if (s == 0) j.update(p);
-    else more.push_back(p);
+    positions.push_back({{"cursor", pos.cursor}, {"count", pos.count}, {"transitions", pos.transitions},
+                         {"episode_open", pos.episode_open}});
   }
-  if (replay.streams() > 1) {
-    j["streams"] = replay.streams();
-    j["stream_positions"] = more;
+  nlohmann::json j{{"config", replay_config_json(rc)}, {"streams", positions}};
+  if (replay.prioritized()) {  // the sum tree's leaves, every slot's p^alpha
+    const auto leaves = replay.prioritized_sampler().leaf_priorities();
+    arrays["replay.priorities"] = out.array("replay.priorities", leaves.data(), leaves.size() * sizeof(double), "F64");
+    j["max_priority"] = replay.prioritized_sampler().max_priority();
   }
   return j;
 }
 
+// Reads a raw array whose size this run's configuration fixes. Its chunks
+// must be regular files inside the checkpoint that add up to exactly that
+// size: a chunk that is a device (/dev/zero) or larger than stated is an
+// error before anything is allocated for it.
 inline void read_array(const std::filesystem::path& dir, const nlohmann::json& arrays, const std::string& name,
                        void* dst, std::uint64_t expected) {
+  namespace fs = std::filesystem;
   const std::string where = (dir / "state.json").string();
-  require(arrays.contains(name), where, ": no array '", name, "'");
+  require(arrays.is_object() && arrays.contains(name), where, ": no array '", name, "'");
   const auto& a = arrays[name];
   const auto bytes = io::json_get<std::uint64_t>(a, "bytes", where);
   require(bytes == expected, where, ": array '", name, "' holds ", bytes, " bytes, expected ", expected,
           " for this configuration");
+  require(a.contains("chunks") && a["chunks"].is_array(), where, ": array '", name, "' lists no chunks");
   auto* p = static_cast<char*>(dst);
   std::uint64_t done = 0;
-  for (const auto& chunk : a.at("chunks")) {
-    const auto data = io::read_file(dir / chunk.get<std::string>());
-    require(done + data.size() <= bytes, where, ": chunks of '", name, "' exceed its size");
+  for (const auto& chunk : a["chunks"]) {
+    require(chunk.is_string(), where, ": a chunk of '", name, "' is not a file name");
+    const std::string rel = chunk.get<std::string>();
+    require(!rel.empty() && rel[0] != '/' && rel.find("..") == std::string::npos, where, ": chunk '", rel,
+            "' of '", name, "' leaves the checkpoint directory");
+    const fs::path path = dir / rel;
+    std::error_code ec;
+    require(fs::is_regular_file(path, ec), path.string(), ": a chunk of '", name,
+            "' must be a regular file of the checkpoint (missing, or a device or directory)");
+    const auto size = fs::file_size(path, ec);
+    require(!ec && done + size <= bytes, path.string(), ": chunks of '", name, "' exceed its ", bytes, " bytes");
+    const auto data = io::read_file(path);
+    require(data.size() == size, path.string(), ": changed size while being read");
     std::memcpy(p + done, data.data(), data.size());
     done += data.size();
   }
@@ -238,23 +308,23 @@ inline void read_array(const std::filesystem::path& dir, const nlohmann::json& a
 }
 
 template <Backend B>
-void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, ReplayMemory<B>& replay) {
+void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, ReplayMemory<B>& replay,
+                 int action_count) {
   const std::string where = (dir / "state.json").string();
-  const auto& jr = state.at("replay");
+  const auto& jr = section(state, "replay", where);
   const auto& rc = replay.config();
-  const auto capacity = io::json_get<std::int64_t>(jr, "capacity", where);
-  const auto frame = io::json_get<std::vector<int>>(jr, "frame", where);
-  const auto stack = io::json_get<int>(jr, "stack", where);
-  const int streams = jr.contains("streams") ? io::json_get<int>(jr, "streams", where) : 1;
-  require(capacity == rc.capacity, where, ": the checkpoint's replay memory holds ", capacity,
-          " frames, this run is configured for ", rc.capacity, " (resume with the run's own config)");
-  require(frame == std::vector<int>{rc.frame.height, rc.frame.width, rc.frame.channels} && stack == rc.stack, where,
-          ": the checkpoint was saved for other frames or stack depth (resume with the run's own config)");
-  require(streams == rc.streams, where, ": the checkpoint's replay memory has ", streams,
-          " streams (one per env), this run has ", rc.streams, " (resume with the same number of envs)");
-  const auto& arrays = state.at("arrays");
-  for (int s = 0; s < streams; ++s) {
-    const auto& jp = s == 0 ? jr : jr.at("stream_positions").at(static_cast<std::size_t>(s - 1));
+  require_same_config(section(jr, "config", where), replay_config_json(rc), "replay", where);
+  const auto& positions = section(jr, "streams", where);
+  require(positions.is_array() && static_cast<int>(positions.size()) == rc.streams, where,
+          ": 'replay.streams' must list ", rc.streams, " ring positions");
+  const auto& arrays = section(state, "arrays", where);
+  if (replay.prioritized()) {  // before the streams, whose checks read it
+    std::vector<double> leaves(static_cast<std::size_t>(rc.capacity));
+    read_array(dir, arrays, "replay.priorities", leaves.data(), leaves.size() * sizeof(double));
+    replay.prioritized_sampler().restore(leaves, io::json_get<double>(jr, "max_priority", where));
+  }
+  for (int s = 0; s < rc.streams; ++s) {
+    const auto& jp = positions[static_cast<std::size_t>(s)];
     typename ReplayMemory<B>::Position pos;
     pos.cursor = io::json_get<std::int64_t>(jp, "cursor", where);
     pos.count = io::json_get<std::int64_t>(jp, "count", where);
@@ -263,13 +333,44 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
     replay.set_position(pos, s);
     const auto base = static_cast<std::size_t>(replay.stream_base(s));
     const auto used = static_cast<std::uint64_t>(pos.count);
-    const std::string prefix = s == 0 ? "replay." : "replay.stream" + std::to_string(s) + ".";
+    const std::string prefix = stream_prefix(s);
     read_array(dir, arrays, prefix + "frames", replay.frame_storage().data() + base * rc.frame.bytes(),
                used * rc.frame.bytes());
     read_array(dir, arrays, prefix + "actions", replay.action_storage().data() + base, used * 2);
     read_array(dir, arrays, prefix + "rewards", replay.reward_storage().data() + base, used * 4);
     read_array(dir, arrays, prefix + "flags", replay.flag_storage().data() + base, used);
     read_array(dir, arrays, prefix + "history", replay.history_storage().data() + base, used);
+    // The values are used as indices and in the loss: check them all.
+    std::int64_t transitions = 0;
+    for (std::uint64_t k = 0; k < used; ++k) {
+      const std::size_t slot = base + k;
+      const std::uint8_t flags = replay.flag_storage()[slot];
+      require(flags == 0 || flags == kernels::replay_has_transition ||
+                  flags == (kernels::replay_has_transition | kernels::replay_terminal),
+              where, ": replay stream ", s, " slot ", k, " has invalid flags ", int{flags},
+              " — the checkpoint is damaged; resume from an older one");
+      if (!(flags & kernels::replay_has_transition)) continue;
+      ++transitions;
+      const int action = replay.action_storage()[slot];
+      require(action >= 0 && action < action_count, where, ": replay stream ", s, " slot ", k, " holds action ",
+              action, ", outside [0, ", action_count, ") — the checkpoint is damaged or from another game");
+      const float reward = replay.reward_storage()[slot];
+      require(std::isfinite(reward), where, ": replay stream ", s, " slot ", k, " holds a non-finite reward (",
+              reward, ") — the checkpoint is damaged; resume from an older one");
+    }
+    require(transitions == pos.transitions, where, ": replay stream ", s, " flags ", transitions,
+            " transitions, its position says ", pos.transitions, " — the checkpoint is damaged");
+    if (replay.prioritized())  // a prioritized slot must hold a transition
+      for (std::uint64_t k = 0; k < used; ++k)
+        if (replay.prioritized_sampler().stored(static_cast<std::int64_t>(base + k)) > 0.0)
+          require(replay.flag_storage()[base + k] & kernels::replay_has_transition, where, ": replay stream ", s,
+                  " slot ", k, " has a priority but no transition — the checkpoint is damaged");
+    if (pos.count > 0) {
+      const auto newest = base + static_cast<std::size_t>((pos.cursor + replay.stream_capacity(s) - 1) %
+                                                          replay.stream_capacity(s));
+      require(!(replay.flag_storage()[newest] & kernels::replay_has_transition), where, ": replay stream ", s,
+              "'s newest frame holds a transition whose next frame is not stored — the checkpoint is damaged");
+    }
   }
 }
 
@@ -346,7 +447,8 @@ inline nlohmann::json verify_checkpoint(const std::filesystem::path& dir) {
           marker.string(), ": not a qrl checkpoint manifest", advice);
   require(manifest.value("format_version", 0) == checkpoint_format_version, marker.string(),
           ": checkpoint format version ", manifest.value("format_version", 0), ", this qrl reads version ",
-          checkpoint_format_version);
+          checkpoint_format_version, " (version 1 predates the one trainer for N envs): continue that run with the "
+          "qrl that wrote it, or start a new run");
   for (auto& [name, entry] : manifest["files"].items()) {
     require(name.find("..") == std::string::npos && !name.empty() && name[0] != '/', marker.string(),
             ": file name '", name, "' leaves the checkpoint directory");
@@ -378,8 +480,8 @@ inline nlohmann::json verify_checkpoint(const std::filesystem::path& dir) {
 }
 
 namespace detail {
-// state.json's "env": the env's own state, or for an env without one,
-// {"exact": false, "score": ..., "counters": ...} (see HasScore).
+// An env's entry of state.json's "envs": its own state, or for an env
+// without one, {"exact": false, "score": ..., "counters": ...} (see HasScore).
 template <env::Environment E>
 nlohmann::json env_state(const E& env) {
   if constexpr (CheckpointableEnvironment<E>) {
@@ -391,13 +493,172 @@ nlohmann::json env_state(const E& env) {
     return j;
   }
 }
+
+inline nlohmann::json adam_config_json(const optim::AdamConfig& a) {
+  return {{"learning_rate", a.learning_rate}, {"beta1", a.beta1},
+          {"beta2", a.beta2},                 {"eps", a.eps},
+          {"weight_decay", a.weight_decay},   {"max_grad_norm", a.max_grad_norm}};
+}
+
+template <Backend B>
+nlohmann::json agent_config_json(Dqn<B>& agent) {
+  const auto& c = agent.config();
+  const auto& o = agent.observation_shape();
+  return {{"observation_shape", {o[0], o[1], o[2]}},
+          {"actions", agent.action_count()},
+          {"gamma", c.gamma},
+          {"batch_size", c.batch_size},
+          {"loss", c.loss == LossKind::huber ? "huber" : "mse"},
+          {"huber_delta", c.huber_delta},
+          {"double_dqn", c.double_dqn},
+          {"demonstration_rows", c.demonstration_rows},
+          {"demonstration_margin", c.demonstration_margin},
+          {"demonstration_weight", c.demonstration_weight},
+          {"adam", adam_config_json(c.adam)}};
+}
+
+inline nlohmann::json schedule_json(const UpdateSchedule& s) {
+  return {{"learning_starts", s.learning_starts},
+          {"train_frequency", s.train_frequency},
+          {"gradient_steps", s.gradient_steps},
+          {"target_update_interval", s.target_update_interval},
+          {"tau", s.tau}};
+}
+
+// The networks and the optimizer: model.safetensors (online, PyTorch names)
+// and training.safetensors (target, Adam moments); counters in "agent".
+template <Backend B>
+nlohmann::json save_agent(CheckpointWriter& out, Dqn<B>& agent, Context<B>& ctx, std::int64_t step) {
+  io::SafetensorsFile model;
+  model.metadata = {{"format", "pt"}, {"qrl_version", version}, {"step", std::to_string(step)}};
+  io::SafetensorsFile training;
+  training.metadata = model.metadata;
+  auto online = agent.online().parameters();
+  auto target = agent.target().parameters();
+  auto& m = agent.optimizer().first_moments();
+  auto& v = agent.optimizer().second_moments();
+  for (std::size_t i = 0; i < online.size(); ++i) {
+    model.tensors[online[i].name] = stored(ctx, *online[i].value);
+    training.tensors["target." + target[i].name] = stored(ctx, *target[i].value);
+    training.tensors["adam.exp_avg." + online[i].name] = stored(ctx, m[i]);
+    training.tensors["adam.exp_avg_sq." + online[i].name] = stored(ctx, v[i]);
+  }
+  out.file("model.safetensors", io::encode_safetensors(model));
+  out.file("training.safetensors", io::encode_safetensors(training));
+  return {{"updates", agent.updates()}, {"adam_steps", agent.optimizer().steps()}, {"config", agent_config_json(agent)}};
+}
+
+template <Backend B>
+void load_agent(const std::filesystem::path& dir, const nlohmann::json& state, Dqn<B>& agent, Context<B>& ctx) {
+  const std::string where = (dir / "state.json").string();
+  const auto& ja = section(state, "agent", where);
+  require_same_config(section(ja, "config", where), agent_config_json(agent), "agent", where);
+  const auto updates = io::json_get<std::int64_t>(ja, "updates", where);
+  const auto adam_steps = io::json_get<std::int64_t>(ja, "adam_steps", where);
+  require(updates >= 0 && adam_steps >= 0, where, ": negative update counts (", updates, ", ", adam_steps, ")");
+  nn::load_weights(ctx, agent.online(), dir / "model.safetensors");
+  const auto training_path = dir / "training.safetensors";
+  const auto training = io::load_safetensors(training_path);
+  auto online = agent.online().parameters();
+  auto target = agent.target().parameters();
+  auto& m = agent.optimizer().first_moments();
+  auto& v = agent.optimizer().second_moments();
+  require(training.tensors.size() == 3 * online.size(), training_path.string(), ": holds ", training.tensors.size(),
+          " tensors, expected ", 3 * online.size());
+  for (std::size_t i = 0; i < online.size(); ++i) {
+    load_tensor(ctx, training, "target." + target[i].name, *target[i].value, training_path.string());
+    load_tensor(ctx, training, "adam.exp_avg." + online[i].name, m[i], training_path.string());
+    load_tensor(ctx, training, "adam.exp_avg_sq." + online[i].name, v[i], training_path.string());
+  }
+  agent.set_updates(updates);
+  agent.optimizer().set_steps(adam_steps);
+}
+
+inline nlohmann::json epsilon_json(const EpsilonSchedule& e, std::int64_t step) {
+  return {{"kind", epsilon_kind_name(e.kind)}, {"start", e.start},       {"end", e.end},
+          {"duration", e.duration},            {"delay", e.delay},       {"value_at_step", e.value(step)}};
+}
+
+inline EpsilonSchedule epsilon_from_json(const nlohmann::json& je, const std::string& where) {
+  EpsilonSchedule e;
+  const auto kind = io::json_get<std::string>(je, "kind", where);
+  require(kind == "constant" || kind == "linear" || kind == "exponential", where, ": unknown epsilon kind '", kind,
+          "'");
+  e.kind = kind == "constant" ? EpsilonSchedule::Kind::constant
+           : kind == "linear" ? EpsilonSchedule::Kind::linear
+                              : EpsilonSchedule::Kind::exponential;
+  e.start = io::json_get<double>(je, "start", where);
+  e.end = io::json_get<double>(je, "end", where);
+  e.duration = io::json_get<std::int64_t>(je, "duration", where);
+  e.delay = io::json_get<std::int64_t>(je, "delay", where);
+  require(e.start >= 0 && e.start <= 1 && e.end >= 0 && e.end <= 1 && e.duration >= 0 && e.delay >= 0, where,
+          ": epsilon schedule out of range (start ", e.start, ", end ", e.end, ", duration ", e.duration, ", delay ",
+          e.delay, ")");
+  return e;
+}
+
+// The loop: counters, episodes, RNG streams and each env's tally, seed
+// stream and frame stack.
+inline nlohmann::json save_trainer(CheckpointWriter& out, const TrainerState& ts, nlohmann::json& arrays) {
+  nlohmann::json recent = nlohmann::json::array();
+  for (const auto& e : ts.recent) recent.push_back(episode_json(e));
+  nlohmann::json envs = nlohmann::json::array();
+  for (std::size_t i = 0; i < ts.envs.size(); ++i) {
+    const auto& slot = ts.envs[i];
+    const std::string name = "trainer.frame_stack." + std::to_string(i);
+    arrays[name] = out.array(name, slot.frame_stack.data(), slot.frame_stack.size(), "U8");
+    envs.push_back({{"episode_length", slot.tally.length},
+                    {"episode_return", slot.tally.episode_return},
+                    {"episode_seeds", io::rng_state_json(slot.episode_seeds)}});
+  }
+  return {{"started", ts.started},        {"have_stats", ts.have_stats}, {"wall_seconds", ts.wall_seconds},
+          {"recent_episodes", recent},     {"envs", envs}};
+}
+
+inline TrainerState load_trainer(const std::filesystem::path& dir, const nlohmann::json& state, int env_count,
+                                 std::size_t frame_stack_bytes) {
+  const std::string where = (dir / "state.json").string();
+  TrainerState ts;
+  ts.step = io::json_get<std::int64_t>(state, "step", where);
+  ts.episodes = io::json_get<std::int64_t>(state, "episodes", where);
+  require(ts.step >= 0 && ts.episodes >= 0, where, ": negative step or episode count");
+  const auto& jt = section(state, "trainer", where);
+  ts.started = io::json_get<bool>(jt, "started", where);
+  ts.have_stats = io::json_get<bool>(jt, "have_stats", where);
+  ts.wall_seconds = io::json_get<double>(jt, "wall_seconds", where);
+  require(std::isfinite(ts.wall_seconds) && ts.wall_seconds >= 0, where, ": impossible wall time ", ts.wall_seconds);
+  const auto& recent = section(jt, "recent_episodes", where);
+  require(recent.is_array(), where, ": 'trainer.recent_episodes' is not a list");
+  for (const auto& e : recent) ts.recent.push_back(episode_from_json(e, where));
+  const auto& envs = section(jt, "envs", where);
+  require(envs.is_array() && static_cast<int>(envs.size()) == env_count, where, ": the checkpoint holds ",
+          envs.is_array() ? envs.size() : 0, " envs, this run has ", env_count,
+          " (resume with the same --envs / --browsers)");
+  const auto& arrays = section(state, "arrays", where);
+  for (int i = 0; i < env_count; ++i) {
+    const auto& je = envs[static_cast<std::size_t>(i)];
+    TrainerState::EnvSlot slot;
+    slot.tally.length = io::json_get<std::int64_t>(je, "episode_length", where);
+    slot.tally.episode_return = io::json_get<double>(je, "episode_return", where);
+    slot.episode_seeds = io::rng_state_from_json(section(je, "episode_seeds", where), "state.json trainer.envs");
+    slot.frame_stack.resize(frame_stack_bytes);
+    read_array(dir, arrays, "trainer.frame_stack." + std::to_string(i), slot.frame_stack.data(), frame_stack_bytes);
+    ts.envs.push_back(std::move(slot));
+  }
+  ts.epsilon = epsilon_from_json(section(state, "epsilon", where), where);
+  const auto& jrng = section(state, "rng", where);
+  ts.exploration = io::rng_state_from_json(section(jrng, "exploration", where), "state.json rng.exploration");
+  ts.sampling = io::rng_state_from_json(section(jrng, "replay_sampling", where), "state.json rng.replay_sampling");
+  return ts;
+}
 }  // namespace detail
 
-// Saves everything needed to continue `trainer` exactly. `run_config` (the
-// resolved command line / config file) is stored verbatim. Returns the
-// checkpoint directory. `name` defaults to step_<step>.
+// Saves everything needed to continue `trainer` exactly: each part writes
+// its own section. `run_config` (the resolved command line / config file)
+// is stored verbatim. Returns the checkpoint directory. `name` defaults to
+// step_<step>.
 template <Backend B, env::Environment E>
-std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_dir, DqnTrainer<B, E>& trainer,
+std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_dir, Trainer<B, E>& trainer,
                                       Context<B>& ctx, const nlohmann::json& run_config = nlohmann::json::object(),
                                       const CheckpointOptions& options = {}, std::string name = {}) {
   namespace fs = std::filesystem;
@@ -410,84 +671,32 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   fs::create_directories(tmp / "arrays");
   detail::CheckpointWriter out(tmp, options);
 
-  auto& agent = trainer.agent();
-  auto& replay = trainer.replay();
   const TrainerState ts = trainer.state();
+  nlohmann::json arrays = nlohmann::json::object();
+  const nlohmann::json agent = detail::save_agent(out, trainer.agent(), ctx, ts.step);
+  const nlohmann::json replay = detail::save_replay(out, trainer.replay(), arrays);
+  const nlohmann::json trainer_json = detail::save_trainer(out, ts, arrays);
+  nlohmann::json envs = nlohmann::json::array();
+  for (int i = 0; i < trainer.env_count(); ++i) envs.push_back(detail::env_state(trainer.envs().env(i)));
 
-  io::SafetensorsFile model;
-  model.metadata = {{"format", "pt"}, {"qrl_version", version}, {"step", std::to_string(ts.step)}};
-  io::SafetensorsFile training;
-  training.metadata = model.metadata;
-  {
-    auto online = agent.online().parameters();
-    auto target = agent.target().parameters();
-    auto& m = agent.optimizer().first_moments();
-    auto& v = agent.optimizer().second_moments();
-    for (std::size_t i = 0; i < online.size(); ++i) {
-      model.tensors[online[i].name] = detail::stored(ctx, *online[i].value);
-      training.tensors["target." + target[i].name] = detail::stored(ctx, *target[i].value);
-      training.tensors["adam.exp_avg." + online[i].name] = detail::stored(ctx, m[i]);
-      training.tensors["adam.exp_avg_sq." + online[i].name] = detail::stored(ctx, v[i]);
-    }
-  }
-  out.file("model.safetensors", io::encode_safetensors(model));
-  out.file("training.safetensors", io::encode_safetensors(training));
-
-  nlohmann::json arrays;
-  const nlohmann::json replay_json = detail::save_replay(out, replay, arrays);
-  arrays["trainer.frame_stack"] = out.array("trainer.frame_stack", ts.frame_stack.data(), ts.frame_stack.size(), "U8");
-
-  nlohmann::json recent = nlohmann::json::array();
-  for (const auto& e : ts.recent) recent.push_back(detail::episode_json(e));
-  const auto& dc = agent.config();
   nlohmann::json state{
       {"format", "qrl-checkpoint"},
       {"format_version", checkpoint_format_version},
       {"qrl_version", version},
       {"step", ts.step},
       {"episodes", ts.episodes},
-      {"trainer",
-       {{"episode_length", ts.episode_length},
-        {"episode_return", ts.episode_return},
-        {"in_episode", ts.in_episode},
-        {"have_stats", ts.have_stats},
-        {"wall_seconds", ts.wall_seconds},
-        {"recent_episodes", recent}}},
-      {"agent",
-       {{"updates", agent.updates()},
-        {"adam_steps", agent.optimizer().steps()},
-        {"observation_shape", {agent.observation_shape()[0], agent.observation_shape()[1], agent.observation_shape()[2]}},
-        {"actions", agent.action_count()},
-        {"gamma", dc.gamma},
-        {"batch_size", dc.batch_size},
-        {"loss", dc.loss == LossKind::huber ? "huber" : "mse"},
-        {"huber_delta", dc.huber_delta},
-        {"double_dqn", dc.double_dqn},
-        {"learning_starts", dc.learning_starts},
-        {"train_frequency", dc.train_frequency},
-        {"target_update_interval", dc.target_update_interval},
-        {"adam",
-         {{"learning_rate", dc.adam.learning_rate},
-          {"beta1", dc.adam.beta1},
-          {"beta2", dc.adam.beta2},
-          {"eps", dc.adam.eps},
-          {"weight_decay", dc.adam.weight_decay},
-          {"max_grad_norm", dc.adam.max_grad_norm}}}}},
-      {"epsilon",
-       {{"kind", detail::epsilon_kind_name(ts.epsilon.kind)},
-        {"start", ts.epsilon.start},
-        {"end", ts.epsilon.end},
-        {"duration", ts.epsilon.duration},
-        {"delay", ts.epsilon.delay},
-        {"value_at_step", ts.epsilon.value(ts.step)}}},
+      {"agent", agent},
+      {"schedule", detail::schedule_json(trainer.config().schedule)},
+      {"trainer", trainer_json},
+      {"epsilon", detail::epsilon_json(ts.epsilon, ts.step)},
       {"rng",
-       {{"episode_seeds", io::rng_state_json(ts.episode_seeds)},
-        {"exploration", io::rng_state_json(ts.exploration)},
+       {{"exploration", io::rng_state_json(ts.exploration)},
         {"replay_sampling", io::rng_state_json(ts.sampling)},
-        {"env", "in env.rng where the environment draws numbers"},
+        {"episode_seeds", "in trainer.envs[i].episode_seeds"},
+        {"env", "in envs[i].rng where an environment draws numbers"},
         {"device", nullptr}}},  // no backend draws random numbers on the device
-      {"env", detail::env_state(trainer.env())},
-      {"replay", replay_json},
+      {"envs", envs},
+      {"replay", replay},
       {"arrays", arrays},
       {"config", run_config}};
   out.file("state.json", state.dump(1));
@@ -510,110 +719,82 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   return final_dir;
 }
 
-
-// Restores `trainer` (and the agent, replay memory and environment it drives)
-// from a checkpoint directory. The trainer must have been built with the
-// configuration the checkpoint was saved with; differences that would make
-// the restored state meaningless are errors naming the setting.
+// Restores `trainer` (and the agent, replay memory and envs it drives) from
+// a checkpoint directory. The trainer must have been built with the
+// configuration the checkpoint was saved with; any difference is an error
+// naming the first differing setting. The returned JSON is state.json, plus
+// "interrupted_episodes" for envs without save_state().
 template <Backend B, env::Environment E>
-nlohmann::json load_checkpoint(const std::filesystem::path& dir, DqnTrainer<B, E>& trainer, Context<B>& ctx) {
+nlohmann::json load_checkpoint(const std::filesystem::path& dir, Trainer<B, E>& trainer, Context<B>& ctx) {
   const nlohmann::json state = verify_checkpoint(dir);
   const std::string where = (dir / "state.json").string();
-  auto& agent = trainer.agent();
-  auto& replay = trainer.replay();
-
-  const auto& rc = replay.config();
-  const auto& ja = state.at("agent");
-  const auto actions = io::json_get<int>(ja, "actions", where);
-  require(actions == agent.action_count(), where, ": saved for ", actions, " actions, the agent has ",
-          agent.action_count());
-
-  nn::load_weights(ctx, agent.online(), dir / "model.safetensors");
-  {
-    const auto training_path = dir / "training.safetensors";
-    const auto training = io::load_safetensors(training_path);
-    auto online = agent.online().parameters();
-    auto target = agent.target().parameters();
-    auto& m = agent.optimizer().first_moments();
-    auto& v = agent.optimizer().second_moments();
-    require(training.tensors.size() == 3 * online.size(), training_path.string(), ": holds ",
-            training.tensors.size(), " tensors, expected ", 3 * online.size());
-    for (std::size_t i = 0; i < online.size(); ++i) {
-      detail::load_tensor(ctx, training, "target." + target[i].name, *target[i].value, training_path.string());
-      detail::load_tensor(ctx, training, "adam.exp_avg." + online[i].name, m[i], training_path.string());
-      detail::load_tensor(ctx, training, "adam.exp_avg_sq." + online[i].name, v[i], training_path.string());
-    }
-  }
-  agent.set_updates(io::json_get<std::int64_t>(ja, "updates", where));
-  agent.optimizer().set_steps(io::json_get<std::int64_t>(ja, "adam_steps", where));
-
-  detail::load_replay(dir, state, replay);
-  const auto& arrays = state.at("arrays");
-
-  TrainerState ts;
-  ts.step = io::json_get<std::int64_t>(state, "step", where);
-  ts.episodes = io::json_get<std::int64_t>(state, "episodes", where);
-  const auto& jt = state.at("trainer");
-  ts.episode_length = io::json_get<std::int64_t>(jt, "episode_length", where);
-  ts.episode_return = io::json_get<double>(jt, "episode_return", where);
-  ts.in_episode = io::json_get<bool>(jt, "in_episode", where);
-  ts.have_stats = io::json_get<bool>(jt, "have_stats", where);
-  ts.wall_seconds = io::json_get<double>(jt, "wall_seconds", where);
-  for (const auto& e : jt.at("recent_episodes")) ts.recent.push_back(detail::episode_from_json(e, where));
-  const auto& je = state.at("epsilon");
-  const auto kind = io::json_get<std::string>(je, "kind", where);
-  ts.epsilon.kind = kind == "constant" ? EpsilonSchedule::Kind::constant
-                    : kind == "linear" ? EpsilonSchedule::Kind::linear
-                                       : EpsilonSchedule::Kind::exponential;
-  require(kind == "constant" || kind == "linear" || kind == "exponential", where, ": unknown epsilon kind '", kind, "'");
-  ts.epsilon.start = io::json_get<double>(je, "start", where);
-  ts.epsilon.end = io::json_get<double>(je, "end", where);
-  ts.epsilon.duration = io::json_get<std::int64_t>(je, "duration", where);
-  ts.epsilon.delay = io::json_get<std::int64_t>(je, "delay", where);
-  const auto& jrng = state.at("rng");
-  ts.episode_seeds = io::rng_state_from_json(jrng.at("episode_seeds"), "state.json rng.episode_seeds");
-  ts.exploration = io::rng_state_from_json(jrng.at("exploration"), "state.json rng.exploration");
-  ts.sampling = io::rng_state_from_json(jrng.at("replay_sampling"), "state.json rng.replay_sampling");
-  ts.frame_stack.resize(rc.frame.bytes() * static_cast<std::size_t>(agent.observation_shape()[0]));
-  detail::read_array(dir, arrays, "trainer.frame_stack", ts.frame_stack.data(), ts.frame_stack.size());
-  nlohmann::json result = state;
-  if constexpr (CheckpointableEnvironment<E>) {
-    const auto& je_env = state.at("env");
-    require(!(je_env.is_object() && je_env.contains("exact") && je_env["exact"] == false), where,
-            ": saved from an environment without save_state(), so it holds no env state to restore; resume "
-            "with the same kind of environment");
-    trainer.env().load_state(je_env);
-  } else {
-    const auto& je_env = state.at("env");
-    if constexpr (detail::HasCounters<E>)
-      if (je_env.is_object() && je_env.contains("counters")) trainer.env().load_counters(je_env["counters"]);
-    if (ts.in_episode) {
-      // The episode cannot continue in a fresh env: close it as truncated at
-      // the saved step. Its last frame is already stored; closing the replay
-      // episode leaves that slot without a transition, as a step limit does.
-      EpisodeRecord record;
-      record.index = ts.episodes;
-      record.end_step = ts.step;
-      record.episode_return = ts.episode_return;
-      record.length = ts.episode_length;
-      record.score = je_env.is_object() && je_env.contains("score") ? je_env["score"].get<double>() : 0.0;
-      record.truncated = true;
-      record.wall_seconds = ts.wall_seconds;
-      ++ts.episodes;
-      ts.in_episode = false;
-      ts.episode_return = 0.0;
-      ts.episode_length = 0;
-      ts.recent.push_back(record);
+  try {
+    auto& agent = trainer.agent();
+    auto& replay = trainer.replay();
+    const int n = trainer.env_count();
+    // Every part's configuration first: a mismatch restores nothing.
+    detail::require_same_config(detail::section(state, "schedule", where),
+                                detail::schedule_json(trainer.config().schedule), "schedule", where);
+    detail::require_same_config(detail::section(detail::section(state, "agent", where), "config", where),
+                                detail::agent_config_json(agent), "agent", where);
+    detail::require_same_config(detail::section(detail::section(state, "replay", where), "config", where),
+                                detail::replay_config_json(replay.config()), "replay", where);
+    detail::load_agent(dir, state, agent, ctx);
+    detail::load_replay(dir, state, replay, agent.action_count());
+    TrainerState ts = detail::load_trainer(dir, state, n, replay.config().frame.bytes() *
+                                                              static_cast<std::size_t>(agent.observation_shape()[0]));
+    const auto& jenvs = detail::section(state, "envs", where);
+    require(jenvs.is_array() && static_cast<int>(jenvs.size()) == n, where, ": 'envs' must list ", n, " env states");
+    nlohmann::json result = state;
+    if constexpr (CheckpointableEnvironment<E>) {
+      for (int i = 0; i < n; ++i) {
+        const auto& je = jenvs[static_cast<std::size_t>(i)];
+        require(!(je.is_object() && je.contains("exact") && je["exact"] == false), where,
+                ": saved from an environment without save_state(), so it holds no env state to restore; resume "
+                "with the same kind of environment");
+        trainer.envs().env(i).load_state(je);
+      }
+    } else {
+      // The episodes cannot continue in fresh envs: each one in progress is
+      // closed as truncated at the saved step (its last frame is already
+      // stored; closing the replay episode leaves that slot without a
+      // transition, as a step limit does), and every env begins a fresh
+      // episode with the next seed of its restored stream.
+      nlohmann::json interrupted = nlohmann::json::array();
+      for (int i = 0; i < n; ++i) {
+        const auto& je = jenvs[static_cast<std::size_t>(i)];
+        if constexpr (detail::HasCounters<E>)
+          if (je.is_object() && je.contains("counters")) trainer.envs().env(i).load_counters(je["counters"]);
+        auto& slot = ts.envs[static_cast<std::size_t>(i)];
+        if (ts.started && slot.tally.length > 0) {
+          EpisodeRecord record;
+          record.index = ts.episodes++;
+          record.end_step = ts.step;
+          record.episode_return = slot.tally.episode_return;
+          record.length = slot.tally.length;
+          record.score = je.is_object() && je.contains("score") && je["score"].is_number() ? je["score"].get<double>()
+                                                                                          : 0.0;
+          record.truncated = true;
+          record.wall_seconds = ts.wall_seconds;
+          record.env = i;
+          ts.recent.push_back(record);
+          interrupted.push_back(detail::episode_json(record));
+        }
+        slot.tally = {};
+        auto pos = replay.position(i);
+        pos.episode_open = false;
+        replay.set_position(pos, i);
+      }
       while (static_cast<int>(ts.recent.size()) > std::max(trainer.config().score_window, 1))
         ts.recent.erase(ts.recent.begin());
-      auto pos = replay.position();
-      pos.episode_open = false;
-      replay.set_position(pos);
-      result["interrupted_episode"] = detail::episode_json(record);
+      ts.started = false;
+      if (!interrupted.empty()) result["interrupted_episodes"] = interrupted;
     }
+    trainer.restore(ts);
+    return result;
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, ": ", e.what(), " — not a checkpoint this qrl writes; resume from another checkpoint");
   }
-  trainer.restore(ts);
-  return result;
 }
 
 }  // namespace qrl::rl

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/loss.cuh>
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/nn/sequential.hpp>
@@ -15,16 +16,14 @@
 
 namespace qrl::rl {
 
-// DQN hyperparameters. Defaults are CleanRL's dqn_atari.py.
+// DQN hyperparameters of the update itself; when updates run is the
+// trainer's UpdateSchedule. Defaults are CleanRL's dqn_atari.py.
 struct DqnConfig {
   float gamma = 0.99f;
   int batch_size = 32;
   LossKind loss = LossKind::huber;
   float huber_delta = 1.0f;
   bool double_dqn = true;
-  std::int64_t learning_starts = 80000;       // env steps before the first update
-  int train_frequency = 4;                    // env steps per update
-  std::int64_t target_update_interval = 1000;  // env steps per target sync
   optim::AdamConfig adam{};
   // DQfD (Hester et al. 2018), used once demonstrations are attached: the
   // share of every batch drawn from them, and their large-margin term.
@@ -42,7 +41,8 @@ struct UpdateStats {
 
 // Deep Q-learning with a target network and optional Double DQN, over any
 // backend. The agent owns the online and target networks and the optimizer;
-// the replay memory and the environment loop belong to the caller.
+// it acts and updates. The replay memory, the environment loop and the
+// update schedule belong to the trainer.
 template <Backend B>
 class Dqn {
  public:
@@ -60,9 +60,6 @@ class Dqn {
     require(actions >= 2, "Dqn: need at least two actions, got ", actions);
     require(config.gamma >= 0.0f && config.gamma <= 1.0f, "Dqn: gamma must lie in [0, 1], got ", config.gamma);
     require(config.batch_size > 0, "Dqn: batch size must be positive, got ", config.batch_size);
-    require(config.train_frequency > 0, "Dqn: train frequency must be positive, got ", config.train_frequency);
-    require(config.target_update_interval > 0, "Dqn: target update interval must be positive, got ",
-            config.target_update_interval);
     require(config.demonstration_rows >= 0 && config.demonstration_rows <= config.batch_size,
             "Dqn: demonstration rows must lie in [0, batch size ", config.batch_size, "], got ",
             config.demonstration_rows);
@@ -78,6 +75,7 @@ class Dqn {
   Dqn(const Dqn&) = delete;
   Dqn& operator=(const Dqn&) = delete;
 
+  Context<B>& context() { return *ctx_; }
   int action_count() const { return actions_; }
   const Shape& observation_shape() const { return observation_; }
   const DqnConfig& config() const { return config_; }
@@ -100,7 +98,7 @@ class Dqn {
 
   int greedy_action(const std::uint8_t* state) {
     const auto q = q_values(state, 1);
-    return static_cast<int>(std::max_element(q.begin(), q.end()) - q.begin());
+    return kernels::ArgmaxRow{}(q.data(), actions_);
   }
 
   // Epsilon-greedy: a uniformly random action with probability epsilon.
@@ -131,28 +129,8 @@ class Dqn {
     const auto q = q_values(states, count);
     for (int i = 0; i < count; ++i) {
       if (actions[i] >= 0) continue;
-      const auto row = q.begin() + static_cast<std::ptrdiff_t>(i) * actions_;
-      actions[i] = static_cast<int>(std::max_element(row, row + actions_) - row);
+      actions[i] = kernels::ArgmaxRow{}(q.data() + static_cast<std::ptrdiff_t>(i) * actions_, actions_);
     }
-  }
-
-  // DQfD: from now on every update draws config().demonstration_rows rows of
-  // its batch from `demonstrations` (the demonstrator's transitions, its
-  // actions as stored) and adds the large-margin term on them. The memory
-  // must outlive the agent's training; nullptr detaches it.
-  void use_demonstrations(const ReplayMemory<B>* demonstrations) { demonstrations_ = demonstrations; }
-
-  // DQfD's pre-training: `updates` updates on whole batches of
-  // demonstrations before the agent acts, the target synced as often per
-  // update as during training.
-  void pretrain(ReplayMemory<B>& demonstrations, std::int64_t updates, Rng& sampling_rng) {
-    const std::int64_t sync_every = std::max<std::int64_t>(1, config_.target_update_interval / config_.train_frequency);
-    for (std::int64_t u = 0; u < updates; ++u) {
-      demonstrations.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
-      update(batch_, config_.batch_size);
-      if ((u + 1) % sync_every == 0) sync_target();
-    }
-    sync_target();
   }
 
   // One gradient step on a sampled batch; its first `demonstration_rows`
@@ -188,9 +166,15 @@ class Dqn {
     args.q_next_target = q_next_target.data();
     args.q_next_online = q_next_online;
     args.action = batch.actions.data();
+    require_shape(batch.discounts.size() == n && batch.rewards.size() == n, "Dqn::update: a batch of ", n,
+                  " states holds ", batch.rewards.size(), " rewards and ", batch.discounts.size(), " discounts");
     args.reward = batch.rewards.data();
-    args.terminated = batch.terminated.data();
-    args.gamma = config_.gamma;
+    args.discount = batch.discounts.data();
+    args.weights = batch.weights.size() == n ? batch.weights.data() : nullptr;
+    if (!batch.slots.empty()) {  // prioritized replay wants each row's |TD error|
+      td_errors_.resize({n});
+      args.td_error_out = td_errors_.data();
+    }
     args.loss = config_.loss;
     args.huber_delta = config_.huber_delta;
     args.demonstration_rows = demonstration_rows;
@@ -206,31 +190,20 @@ class Dqn {
     ++updates_;
   }
 
+  // |Q(s, a) - y| per row of the last update of a prioritized batch.
+  std::vector<float> last_td_errors() { return to_host(*ctx_, td_errors_.view()); }
+
   UpdateStats last_stats() {
     const auto host = to_host(*ctx_, stats_.view());
     return {host[0], host[1], optimizer_.last_grad_norm(*ctx_)};
   }
 
   void sync_target() { target_.copy_parameters_from(*ctx_, online_); }
-
-  // The schedule of CleanRL's loop, by environment step: update every
-  // train_frequency steps once learning has started, sync the target every
-  // target_update_interval steps. Returns true when an update ran.
-  bool maybe_train(std::int64_t env_step, ReplayMemory<B>& replay, Rng& sampling_rng) {
-    bool trained = false;
-    const int demonstration_rows = demonstrations_ ? config_.demonstration_rows : 0;
-    if (env_step >= config_.learning_starts && env_step % config_.train_frequency == 0 &&
-        replay.can_sample(config_.batch_size - demonstration_rows)) {
-      if (demonstrations_)
-        replay.sample_with_demonstrations(*ctx_, sampling_rng, config_.batch_size, *demonstrations_,
-                                          demonstration_rows, batch_);
-      else
-        replay.sample(*ctx_, sampling_rng, config_.batch_size, batch_);
-      update(batch_, demonstration_rows);
-      trained = true;
-    }
-    if (env_step >= config_.learning_starts && env_step % config_.target_update_interval == 0) sync_target();
-    return trained;
+  // The target network toward the online one: a copy with tau = 1, else
+  // Polyak averaging target <- tau * online + (1 - tau) * target.
+  void update_target(float tau) {
+    if (tau >= 1.0f) sync_target();
+    else target_.average_parameters_from(*ctx_, online_, tau);
   }
 
  private:
@@ -241,9 +214,7 @@ class Dqn {
   DqnConfig config_;
   optim::Adam<B> optimizer_;
   std::int64_t updates_ = 0;
-  const ReplayMemory<B>* demonstrations_ = nullptr;
-  ReplayBatch<B> batch_;
-  Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_;
+  Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, td_errors_;
   Tensor<B, std::uint8_t> act_states_;
 };
 

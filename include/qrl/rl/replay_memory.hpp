@@ -1,5 +1,7 @@
 #pragma once
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -10,6 +12,8 @@
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/env/env.hpp>
+#include <qrl/kernels/replay.cuh>
+#include <qrl/rl/prioritized.hpp>
 #include <qrl/tensor.hpp>
 
 namespace qrl::rl {
@@ -19,15 +23,25 @@ struct ReplayConfig {
   env::FrameShape frame{84, 84, 1};
   int stack = 4;
   int streams = 1;  // one per env writing to it; capacity is split between them
+  int n_step = 1;   // reward horizon of a sampled transition (n-step returns)
+  // Prioritized replay (Schaul et al. 2016) instead of uniform sampling.
+  std::optional<PrioritizedConfig> prioritized = std::nullopt;
 };
 
 // A sampled batch in backend memory: states as stacked uint8 frames
-// [N, stack, H, W], converted to floats by the agent.
+// [N, stack, H, W], converted to floats by the agent. Row i is an n-step
+// window of k <= n steps from states[i]: rewards[i] is its discounted reward
+// sum, next_states[i] the state k steps later and discounts[i] the factor of
+// the bootstrap value there, gamma^k, or 0 when the window ends in a true
+// terminal. `slots` and `weights` are the prioritized sampler's: the rows'
+// slots (to update their priorities) and importance weights; both empty for
+// uniform sampling.
 template <Backend B>
 struct ReplayBatch {
   Tensor<B, std::uint8_t> states, next_states;
   Tensor<B, std::int32_t> actions;
-  Tensor<B, float> rewards, terminated;
+  Tensor<B, float> rewards, discounts, weights;
+  std::vector<std::int64_t> slots;
   int size() const { return static_cast<int>(actions.size()); }
 };
 
@@ -48,6 +62,19 @@ struct ReplayBatch {
 // ones without a complete transition, which is uniform over all valid
 // transitions. With one stream it is the single ring it always was, draw for
 // draw.
+//
+// n-step returns are formed at sampling time from the stored rewards: the
+// window from slot i runs forward over the same ring until n steps, a true
+// terminal (no bootstrap) or the last frame of an episode that was cut
+// (truncated: bootstrap there), so it never crosses an episode end. A window
+// that would run into the newest frame of an episode still being played is
+// not complete yet, and that slot is not sampled until it is.
+//
+// Prioritized replay is a sampler of the same memory (ReplayConfig::
+// prioritized): a slot enters its sum tree at the largest priority so far
+// once its n-step window is complete (at once for n = 1), leaves it when its
+// frame is overwritten, and sample_prioritized() draws stratified batches
+// with importance weights; update_priorities() feeds the TD errors back.
 template <Backend B>
 class ReplayMemory {
  public:
@@ -57,6 +84,10 @@ class ReplayMemory {
     require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
     require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
             " channels (preprocess to gray first)");
+    require(config.n_step >= 1 && config.n_step <= 100, "n-step horizon must lie in [1, 100], got ", config.n_step);
+    require(config.capacity / std::max(config.streams, 1) >= config.stack + config.n_step + 1, "replay memory of ",
+            config.capacity, " frames over ", config.streams, " streams is too small for stack ", config.stack,
+            " and n-step ", config.n_step, " (raise the capacity)");
     require(config.streams >= 1 && config.capacity / config.streams >= config.stack + 2, "replay memory of ",
             config.capacity, " frames cannot hold ", config.streams, " streams of at least stack + 2 = ",
             config.stack + 2, " frames each (raise the capacity or use fewer envs)");
@@ -74,7 +105,11 @@ class ReplayMemory {
     rewards_.resize(capacity);
     flags_.resize(capacity);
     history_.resize(capacity);
+    if (config.prioritized) prioritized_ = std::make_unique<PrioritizedSampler>(config.capacity, *config.prioritized);
   }
+
+  ReplayMemory(ReplayMemory&&) noexcept = default;
+  ReplayMemory& operator=(ReplayMemory&&) noexcept = default;
 
   // Bytes this configuration allocates, known before allocating it: a
   // million 84x84 frames come to about 7.06 GB, however many streams.
@@ -104,6 +139,7 @@ class ReplayMemory {
     flags_[current] = has_transition | (terminated ? terminal : 0);
     ++r.transitions;
     ++transitions_;
+    if (prioritized_) enter_complete_windows(r, current, terminated || truncated);
     write_frame(r, next, std::min<int>(history_[current] + 1, 255));
     if (terminated || truncated) r.episode_open = false;
   }
@@ -117,7 +153,9 @@ class ReplayMemory {
   std::int64_t stream_capacity(int stream) const { return ring(stream).capacity; }
   std::int64_t stream_frames(int stream) const { return ring(stream).count; }
   std::int64_t stream_transitions(int stream) const { return ring(stream).transitions; }
-  bool can_sample(int batch) const { return transitions_ >= std::max(batch, 1) + config_.stack; }
+  bool can_sample(int batch) const {
+    return transitions_ >= std::max(batch, 1) + config_.stack + config_.n_step - 1;
+  }
 
   // What a checkpoint needs besides the arrays: where a stream's ring stands
   // (cursor relative to the stream's first slot).
@@ -154,34 +192,71 @@ class ReplayMemory {
   std::span<std::uint8_t> flag_storage() { return flags_; }
   std::span<std::uint8_t> history_storage() { return history_; }
 
-  // Uniform over stored transitions whose stacked state is still complete.
-  void sample(Context<B>& ctx, Rng& rng, int batch, ReplayBatch<B>& out) {
+  // Uniform over stored transitions whose stacked state and n-step window
+  // are complete; `gamma` discounts the window's rewards.
+  void sample(Context<B>& ctx, Rng& rng, int batch, float gamma, ReplayBatch<B>& out) {
     require(can_sample(batch), "replay memory holds ", transitions_, " transitions, too few for a batch of ", batch,
             " (raise learning_starts)");
     resize_staging(batch);
-    draw_rows(rng, 0, batch, *this);
+    draw_rows(rng, 0, batch, gamma, *this);
     upload_staging(ctx, batch, out);
+  }
+
+  bool prioritized() const { return prioritized_ != nullptr; }
+  PrioritizedSampler& prioritized_sampler() {
+    require(prioritized_ != nullptr, "this replay memory samples uniformly (ReplayConfig::prioritized is unset)");
+    return *prioritized_;
+  }
+  const PrioritizedSampler& prioritized_sampler() const {
+    return const_cast<ReplayMemory*>(this)->prioritized_sampler();
+  }
+
+  // Prioritized replay: a stratified batch, P(i) proportional to p_i^alpha,
+  // with importance weights (exponent `beta`) in out.weights and the rows'
+  // slots in out.slots for update_priorities().
+  void sample_prioritized(Context<B>& ctx, Rng& rng, int batch, float gamma, double beta, ReplayBatch<B>& out) {
+    auto& sampler = prioritized_sampler();
+    require(can_sample(batch) && sampler.size() > 0, "replay memory holds ", transitions_,
+            " transitions, too few for a batch of ", batch, " (raise learning_starts)");
+    resize_staging(batch);
+    out.slots.resize(static_cast<std::size_t>(batch));
+    staging_weights_.resize(static_cast<std::size_t>(batch));
+    // The sampler holds complete windows only; a slot at the oldest edge of
+    // a full ring can still have lost its stack's history: redrawn.
+    sampler.sample(rng, beta, out.slots, staging_weights_,
+                   [this](std::int64_t slot) { return valid(ring_of(slot), slot, age_rank(slot)); });
+    for (int i = 0; i < batch; ++i) stage_row(ring_of(out.slots[i]), out.slots[i], gamma, i, *this);
+    upload_staging(ctx, batch, out);
+    out.weights.resize({batch});
+    upload<B, float>(ctx, staging_weights_, out.weights);
+  }
+
+  // New priorities |TD error| + epsilon for the rows of the last prioritized
+  // batch.
+  void update_priorities(std::span<const std::int64_t> slots, std::span<const float> td_errors) {
+    prioritized_sampler().update(slots, td_errors);
   }
 
   // A batch whose first `demonstration_rows` rows come from `demonstrations`
   // (DQfD's demonstration data, drawn first) and the rest from this memory,
   // each part uniform over its own transitions, as sample() draws.
-  void sample_with_demonstrations(Context<B>& ctx, Rng& rng, int batch, const ReplayMemory& demonstrations,
-                                  int demonstration_rows, ReplayBatch<B>& out) {
+  void sample_with_demonstrations(Context<B>& ctx, Rng& rng, int batch, float gamma,
+                                  const ReplayMemory& demonstrations, int demonstration_rows, ReplayBatch<B>& out) {
     require(demonstration_rows >= 0 && demonstration_rows <= batch, "demonstration rows must lie in [0, ", batch,
             "], got ", demonstration_rows);
     require(demonstrations.config_.stack == config_.stack &&
                 demonstrations.config_.frame.height == config_.frame.height &&
                 demonstrations.config_.frame.width == config_.frame.width &&
-                demonstrations.config_.frame.channels == config_.frame.channels,
-            "the demonstrations' frames and stack must match the replay memory's");
+                demonstrations.config_.frame.channels == config_.frame.channels &&
+                demonstrations.config_.n_step == config_.n_step,
+            "the demonstrations' frames, stack and n-step horizon must match the replay memory's");
     require(demonstrations.can_sample(demonstration_rows), "the demonstrations hold ", demonstrations.transitions_,
             " transitions, too few for ", demonstration_rows, " rows a batch (record more)");
     require(can_sample(batch - demonstration_rows), "replay memory holds ", transitions_,
             " transitions, too few for a batch of ", batch - demonstration_rows, " (raise learning_starts)");
     resize_staging(batch);
-    demonstrations.draw_rows(rng, 0, demonstration_rows, *this);
-    draw_rows(rng, demonstration_rows, batch - demonstration_rows, *this);
+    demonstrations.draw_rows(rng, 0, demonstration_rows, gamma, *this);
+    draw_rows(rng, demonstration_rows, batch - demonstration_rows, gamma, *this);
     upload_staging(ctx, batch, out);
   }
 
@@ -202,7 +277,7 @@ class ReplayMemory {
     const Ring& r = ring(stream);
     require(k >= 0 && k < r.count, "transition index ", k, " outside [0, ", r.count, ") of stream ", stream);
     const std::int64_t slot = r.base + (oldest(r) + k) % r.capacity;
-    if (!valid(slot, k)) return false;
+    if (!valid(r, slot, k)) return false;
     state.resize(frame_bytes_ * config_.stack);
     next_state.resize(state.size());
     gather_state(r, slot, state.data());
@@ -213,9 +288,31 @@ class ReplayMemory {
     return true;
   }
 
+  // The n-step window that sampling forms from the k-th oldest frame of
+  // `stream` (for tests and inspection); false if that slot is not sampled.
+  struct Window {
+    float reward = 0.0f;    // discounted reward sum
+    float discount = 0.0f;  // gamma^steps, 0 after a true terminal
+    int steps = 0;
+    std::vector<std::uint8_t> next_state;
+  };
+  bool window_at(int stream, std::int64_t k, float gamma, Window& out) const {
+    const Ring& r = ring(stream);
+    require(k >= 0 && k < r.count, "transition index ", k, " outside [0, ", r.count, ") of stream ", stream);
+    const std::int64_t slot = r.base + (oldest(r) + k) % r.capacity;
+    if (!valid(r, slot, k)) return false;
+    const WindowEnd end = window(r, slot, gamma);
+    out.reward = end.reward;
+    out.discount = end.discount;
+    out.steps = end.steps;
+    out.next_state.resize(frame_bytes_ * config_.stack);
+    gather_state(r, end.next_slot, out.next_state.data());
+    return true;
+  }
+
  private:
-  static constexpr std::uint8_t has_transition = 1;
-  static constexpr std::uint8_t terminal = 2;
+  static constexpr std::uint8_t has_transition = kernels::replay_has_transition;
+  static constexpr std::uint8_t terminal = kernels::replay_terminal;
 
   // One stream's ring: slots [base, base + capacity); cursor and the oldest
   // frame are relative to base.
@@ -229,6 +326,29 @@ class ReplayMemory {
     return rings_[stream];
   }
   const Ring& ring(int stream) const { return const_cast<ReplayMemory*>(this)->ring(stream); }
+  const Ring& ring_of(std::int64_t slot) const {
+    const Ring* r = rings_.data();
+    while (slot >= r->base + r->capacity) ++r;
+    return *r;
+  }
+  std::int64_t age_rank(std::int64_t slot) const {
+    const Ring& r = ring_of(slot);
+    return (slot - r.base - oldest(r) + r.capacity) % r.capacity;
+  }
+
+  // The transition just stored at `current` completes the n-step window of
+  // the one n - 1 steps earlier in its episode, or at an episode end every
+  // window still open: those slots enter the prioritized sampler.
+  void enter_complete_windows(const Ring& r, std::int64_t current, bool episode_end) {
+    const int earlier = history_[current];  // transitions of this episode before `current`
+    const int n = config_.n_step;
+    auto back = [&](int j) { return r.base + (current - r.base - j + r.capacity) % r.capacity; };
+    if (episode_end) {
+      for (int j = 0; j <= std::min(n - 1, earlier); ++j) prioritized_->add(back(j));
+    } else if (earlier >= n - 1) {
+      prioritized_->add(back(n - 1));
+    }
+  }
 
   // Absolute slot after / before `slot` in ring r.
   static std::int64_t next(const Ring& r, std::int64_t slot) { return slot + 1 == r.base + r.capacity ? r.base : slot + 1; }
@@ -246,6 +366,7 @@ class ReplayMemory {
       --r.transitions;
       --transitions_;
     }
+    if (prioritized_) prioritized_->remove(slot);
     std::memcpy(frames_.data() + slot * frame_bytes_, frame.pixels, frame_bytes_);
     flags_[slot] = 0;
     history_[slot] = static_cast<std::uint8_t>(history);
@@ -256,11 +377,49 @@ class ReplayMemory {
     }
   }
 
-  // A transition is usable when the frames its state needs are still stored:
-  // the oldest slots may have lost their history to the ring's overwrite.
-  bool valid(std::int64_t slot, std::int64_t age_rank) const {
-    if (!(flags_[slot] & has_transition)) return false;
-    return age_rank >= std::min<std::int64_t>(history_[slot], config_.stack - 1);
+  // A transition is usable when the frames its state needs are still stored
+  // (the oldest slots may have lost their history to the ring's overwrite)
+  // and its n-step window is complete.
+  bool valid(const Ring& r, std::int64_t slot, std::int64_t age_rank) const {
+    if (!kernels::SampleValid{config_.stack}(flags_[slot], history_[slot], age_rank)) return false;
+    return config_.n_step == 1 || window_complete(r, slot);
+  }
+
+  std::int64_t newest(const Ring& r) const { return previous(r, r.cursor); }
+
+  // Whether the window from `slot` ends before it reaches the newest frame
+  // of an episode still being played.
+  bool window_complete(const Ring& r, std::int64_t slot) const {
+    for (int k = 0; k < config_.n_step - 1; ++k) {
+      if (flags_[slot] & terminal) return true;
+      const std::int64_t after = next(r, slot);
+      if (!(flags_[after] & has_transition)) return !(r.episode_open && after == newest(r));
+      slot = after;
+    }
+    return true;
+  }
+
+  struct WindowEnd {
+    float reward = 0.0f, discount = 0.0f;
+    int steps = 0;
+    std::int64_t next_slot = 0;
+  };
+  // The n-step window from a valid slot. With n = 1 this is (r, gamma or 0,
+  // the next slot): the one-step target's arithmetic, bit for bit.
+  WindowEnd window(const Ring& r, std::int64_t slot, float gamma) const {
+    WindowEnd end;
+    float factor = 1.0f;
+    for (int k = 0; k < config_.n_step; ++k) {
+      end.reward += factor * rewards_[slot];
+      factor *= gamma;
+      end.steps = k + 1;
+      end.next_slot = next(r, slot);
+      if (flags_[slot] & terminal) return end;  // discount stays 0
+      if (k + 1 == config_.n_step || !(flags_[end.next_slot] & has_transition)) break;
+      slot = end.next_slot;
+    }
+    end.discount = factor;
+    return end;
   }
 
   // One draw over the used slots of all rings (ring by ring), so every
@@ -271,21 +430,26 @@ class ReplayMemory {
     staging_next_.resize(staging_states_.size());
     staging_actions_.resize(batch);
     staging_rewards_.resize(batch);
-    staging_terminated_.resize(batch);
+    staging_discounts_.resize(batch);
   }
 
   // Draws rows [first, first + count) of `into`'s host staging from this
   // memory (whose frames match `into`'s).
-  void draw_rows(Rng& rng, int first, int count, ReplayMemory& into) const {
-    const std::size_t state_bytes = frame_bytes_ * config_.stack;
+  void draw_rows(Rng& rng, int first, int count, float gamma, ReplayMemory& into) const {
     for (int i = first; i < first + count; ++i) {
       const auto [r, slot] = draw_valid_slot(rng);
-      gather_state(*r, slot, into.staging_states_.data() + i * state_bytes);
-      gather_state(*r, next(*r, slot), into.staging_next_.data() + i * state_bytes);
-      into.staging_actions_[i] = actions_[slot];
-      into.staging_rewards_[i] = rewards_[slot];
-      into.staging_terminated_[i] = (flags_[slot] & terminal) ? 1.0f : 0.0f;
+      stage_row(*r, slot, gamma, i, into);
     }
+  }
+
+  void stage_row(const Ring& r, std::int64_t slot, float gamma, int i, ReplayMemory& into) const {
+    const std::size_t state_bytes = frame_bytes_ * config_.stack;
+    const WindowEnd end = window(r, slot, gamma);
+    gather_state(r, slot, into.staging_states_.data() + i * state_bytes);
+    gather_state(r, end.next_slot, into.staging_next_.data() + i * state_bytes);
+    into.staging_actions_[i] = actions_[slot];
+    into.staging_rewards_[i] = end.reward;
+    into.staging_discounts_[i] = end.discount;
   }
 
   void upload_staging(Context<B>& ctx, int batch, ReplayBatch<B>& out) {
@@ -294,29 +458,33 @@ class ReplayMemory {
     out.next_states.resize(stacked);
     out.actions.resize({batch});
     out.rewards.resize({batch});
-    out.terminated.resize({batch});
+    out.discounts.resize({batch});
     upload<B, std::uint8_t>(ctx, staging_states_, out.states);
     upload<B, std::uint8_t>(ctx, staging_next_, out.next_states);
     upload<B, std::int32_t>(ctx, staging_actions_, out.actions);
     upload<B, float>(ctx, staging_rewards_, out.rewards);
-    upload<B, float>(ctx, staging_terminated_, out.terminated);
+    upload<B, float>(ctx, staging_discounts_, out.discounts);
   }
 
   std::pair<const Ring*, std::int64_t> draw_valid_slot(Rng& rng) const {
-    for (;;) {
+    // Rejection ends quickly whenever a fair share of the slots is valid; a
+    // bound turns a memory of almost only unusable slots (a tiny ring of
+    // short episodes with a long n-step horizon) into an error, not a hang.
+    for (std::int64_t attempt = 0; attempt < 1000 + 100 * count_; ++attempt) {
       auto k = static_cast<std::int64_t>(rng.uniform_index(static_cast<std::uint64_t>(count_)));
       const Ring* r = rings_.data();
       while (k >= r->count) k -= (r++)->count;
       const std::int64_t slot = r->base + (oldest(*r) + k) % r->capacity;
-      if (valid(slot, k)) return {r, slot};
+      if (valid(*r, slot, k)) return {r, slot};
     }
+    fail("replay memory: no sampleable transition among ", count_, " stored frames (stack ", config_.stack,
+         ", n-step ", config_.n_step, "): raise learning_starts or the capacity");
   }
 
   void gather_state(const Ring& r, std::int64_t slot, std::uint8_t* out) const {
-    const int reach = std::min<int>(history_[slot], config_.stack - 1);
+    const kernels::StackGather gather{config_.stack};
     for (int c = 0; c < config_.stack; ++c) {
-      const int back = std::min(config_.stack - 1 - c, reach);
-      const std::int64_t source = r.base + (slot - r.base - back + r.capacity) % r.capacity;
+      const std::int64_t source = gather.source(r.base, r.capacity, slot, history_[slot], c);
       std::memcpy(out + c * frame_bytes_, frames_.data() + source * frame_bytes_, frame_bytes_);
     }
   }
@@ -331,7 +499,8 @@ class ReplayMemory {
   std::int64_t count_ = 0, transitions_ = 0;  // summed over the rings
   std::vector<std::uint8_t> staging_states_, staging_next_;
   std::vector<std::int32_t> staging_actions_;
-  std::vector<float> staging_rewards_, staging_terminated_;
+  std::vector<float> staging_rewards_, staging_discounts_, staging_weights_;
+  std::unique_ptr<PrioritizedSampler> prioritized_;
 };
 
 }  // namespace qrl::rl
