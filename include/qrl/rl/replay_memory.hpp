@@ -85,12 +85,12 @@ class ReplayMemory {
     require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
             " channels (preprocess to gray first)");
     require(config.n_step >= 1 && config.n_step <= 100, "n-step horizon must lie in [1, 100], got ", config.n_step);
-    require(config.capacity / std::max(config.streams, 1) >= config.stack + config.n_step + 1, "replay memory of ",
-            config.capacity, " frames over ", config.streams, " streams is too small for stack ", config.stack,
-            " and n-step ", config.n_step, " (raise the capacity)");
     require(config.streams >= 1 && config.capacity / config.streams >= config.stack + 2, "replay memory of ",
             config.capacity, " frames cannot hold ", config.streams, " streams of at least stack + 2 = ",
             config.stack + 2, " frames each (raise the capacity or use fewer envs)");
+    require(config.capacity / config.streams >= config.stack + config.n_step + 1, "replay memory of ",
+            config.capacity, " frames over ", config.streams, " streams is too small for stack ", config.stack,
+            " and n-step ", config.n_step, ": each ring must hold a whole window (raise the capacity)");
     frame_bytes_ = config.frame.bytes();
     rings_.resize(static_cast<std::size_t>(config.streams));
     std::int64_t base = 0;
