@@ -11,7 +11,12 @@
 // the same GPU. Without a usable device it prints one "skipped" line per
 // benchmark and exits 0, so scripts can run it anywhere.
 //
-//   build/bench/bench_cuda [seconds] [batch]
+// The Context is in its default deterministic mode (cuDNN algorithms by
+// heuristics, deterministic only: CudaOptions::deterministic); pass
+// "fastest" as the third argument for cudnnFind* timings instead. The mode
+// is in the update benchmarks' JSON lines ("cudnn").
+//
+//   build/bench/bench_cuda [seconds] [batch] [deterministic|fastest]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -56,6 +61,11 @@ double per_second(Context<cuda>& ctx, double seconds, Step&& step, long& count) 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 5.0;
   const int batch = argc > 2 ? std::atoi(argv[2]) : 32;
+  const std::string mode = argc > 3 ? argv[3] : "deterministic";
+  if (mode != "deterministic" && mode != "fastest") {
+    std::fprintf(stderr, "bench_cuda: the third argument is deterministic or fastest, got %s\n", mode.c_str());
+    return 2;
+  }
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) {
     for (const char* name : {"dqn_update_cuda", "dqn_update_cuda_graph", "dqn_sample_update_cuda_graph",
@@ -65,7 +75,10 @@ int main(int argc, char** argv) {
   }
   try {
     const int actions = 6;
-    Context<cuda> ctx;
+    CudaOptions options;
+    options.deterministic = mode == "deterministic";
+    Context<cuda> ctx(options);
+    const char* cudnn = mode.c_str();
     Rng rng(1);
     const std::string gpu = device_name();
 
@@ -104,8 +117,8 @@ int main(int argc, char** argv) {
       const auto stats = agent->last_stats();
       if (!std::isfinite(stats.loss)) fail("loss became non-finite");
       std::printf("{\"bench\":\"dqn_update_cuda\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,\"updates\":%ld,"
-                  "\"graph\":false,\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
-                  rate, batch, updates, gpu.c_str());
+                  "\"graph\":false,\"cudnn\":\"%s\",\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
+                  rate, batch, updates, cudnn, gpu.c_str());
     }
     {
       auto agent = make_agent();
@@ -115,8 +128,12 @@ int main(int argc, char** argv) {
       const auto stats = agent->last_stats();
       if (!std::isfinite(stats.loss)) fail("loss became non-finite");
       std::printf("{\"bench\":\"dqn_update_cuda_graph\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,"
-                  "\"updates\":%ld,\"graph\":true,\"nodes\":%zu,\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
-                  rate, batch, updates, graph.node_count(), gpu.c_str());
+                  "\"updates\":%ld,\"graph\":true,\"nodes\":%zu,\"cudnn\":\"%s\",\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
+                  rate, batch, updates, graph.node_count(), cudnn, gpu.c_str());
+      // The agent counts replays as updates (and the optimizer as steps).
+      if (agent->updates() != 1 + 10 + updates || agent->optimizer().steps() != agent->updates())
+        fail("the graph's replays were not counted: updates() ", agent->updates(), ", Adam steps ",
+             agent->optimizer().steps(), ", expected ", 1 + 10 + updates);
 
       // The same graph fed by device-side sampling into the same batch tensors.
       rl::DeviceReplayMemory replay(ctx, {10000, {84, 84, 1}, 4});
@@ -136,8 +153,8 @@ int main(int argc, char** argv) {
         graph.replay();
       }, updates);
       std::printf("{\"bench\":\"dqn_sample_update_cuda_graph\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,"
-                  "\"updates\":%ld,\"replay_frames\":10000,\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
-                  sampled_rate, batch, updates, gpu.c_str());
+                  "\"updates\":%ld,\"replay_frames\":10000,\"cudnn\":\"%s\",\"gpu\":\"%s\",\"impl\":\"qrl\"}\n",
+                  sampled_rate, batch, updates, cudnn, gpu.c_str());
     }
     {
       const env::FrameShape shape{150, 600, 4};

@@ -8,9 +8,16 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iterator>
+#include <memory>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <qrl/env/preprocess.hpp>
@@ -97,6 +104,41 @@ void check_layer(Shape in, double atol_rms, double rtol, Args... args) {
     CHECK(all_close(gpu_grad, cpu_grad, atol_rms * rms(cpu_grad), rtol,
                     cpu_layer.describe() + " " + pc[k].name + " grad"));
   }
+}
+
+// A small agent and batch for the graph tests (tutorial network: three
+// 'same'-padded convolutions, so cuDNN nodes and padded copies are in the graph).
+std::unique_ptr<rl::Dqn<cuda>> make_graph_agent(Context<cuda>& gc, int batch, int actions) {
+  auto net = nn::tutorial_dqn<cuda>(4, 40, 40, actions, 32);
+  Rng init(5);
+  net.initialize(gc, init, nn::Init::kaiming_normal);
+  rl::DqnConfig config;
+  config.batch_size = batch;
+  config.adam.learning_rate = 1e-3f;
+  config.adam.max_grad_norm = 1.0f;
+  return std::make_unique<rl::Dqn<cuda>>(gc, std::move(net), Shape{4, 40, 40}, actions, config);
+}
+
+rl::ReplayBatch<cuda> make_graph_batch(Context<cuda>& gc, int batch) {
+  Rng data(6);
+  const Shape states{batch, 4, 40, 40};
+  std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
+  for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
+  for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
+  std::vector<std::int32_t> a(batch);
+  std::vector<float> r(batch), t(batch);
+  for (int i = 0; i < batch; ++i) {
+    a[i] = i % 3;
+    r[i] = static_cast<float>(i % 3) - 1.0f;
+    t[i] = i % 4 == 2 ? 1.0f : 0.0f;
+  }
+  rl::ReplayBatch<cuda> bg;
+  bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
+  bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
+  bg.actions = from_host<cuda, std::int32_t>(gc, a, {batch});
+  bg.rewards = from_host<cuda, float>(gc, r, {batch});
+  bg.terminated = from_host<cuda, float>(gc, t, {batch});
+  return bg;
 }
 
 }  // namespace
@@ -518,46 +560,383 @@ TEST_SUITE("cuda") {
                           pc[k].name + " after 2 updates");
   }
 
-  TEST_CASE("cuda: updates replayed from a CUDA graph equal eager updates") {
+  TEST_CASE("cuda: updates replayed from a CUDA graph equal eager updates, and count as updates") {
     if (!test::backend_available<cuda>()) return;
     Context<cuda> gc;
+    REQUIRE(gc.options().deterministic);  // the default: same algorithms, so bit-identical results
     const int batch = 8, actions = 3;
-    auto make = [&] {
-      auto net = nn::tutorial_dqn<cuda>(4, 40, 40, actions, 32);
-      Rng init(5);
-      net.initialize(gc, init, nn::Init::kaiming_normal);
-      rl::DqnConfig config;
-      config.batch_size = batch;
-      config.adam.learning_rate = 1e-3f;
-      config.adam.max_grad_norm = 1.0f;
-      return std::make_unique<rl::Dqn<cuda>>(gc, std::move(net), Shape{4, 40, 40}, actions, config);
-    };
-    auto eager = make();
-    auto graphed = make();
-    Rng data(6);
-    const Shape states{batch, 4, 40, 40};
-    std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
-    for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
-    for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
-    rl::ReplayBatch<cuda> bg;
-    bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
-    bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
-    bg.actions = from_host<cuda, std::int32_t>(gc, std::vector<std::int32_t>{0, 1, 2, 0, 1, 2, 0, 1}, {batch});
-    bg.rewards = from_host<cuda, float>(gc, std::vector<float>{1, 0, -1, 0, 1, 0, 0, 1}, {batch});
-    bg.terminated = from_host<cuda, float>(gc, std::vector<float>{0, 0, 1, 0, 0, 0, 1, 0}, {batch});
+    auto eager = make_graph_agent(gc, batch, actions);
+    auto graphed = make_graph_agent(gc, batch, actions);
+    auto bg = make_graph_batch(gc, batch);
 
-    rl::DqnUpdateGraph graph(gc, *graphed, bg);  // runs update 1
+    // The network has cuDNN (and cuBLAS) nodes: constructing the graph must
+    // not inspect them (it used to throw cudaErrorInvalidDeviceFunction).
+    rl::DqnUpdateGraph graph(gc, *graphed, bg);  // runs update 1, captures update 2
     CHECK(graph.node_count() > 10);
+    CHECK(graph.watched_allocations() > 10);
+    CHECK_FALSE(graph.buffers_moved());
     CHECK(graphed->optimizer().steps() == 1);
+    CHECK(graphed->updates() == 1);  // the capture does not count
     for (int u = 0; u < 4; ++u) eager->update(bg);
     for (int u = 0; u < 3; ++u) graph.replay();
     CHECK(graphed->optimizer().steps() == 4);
-    CHECK(graphed->last_stats().loss == doctest::Approx(eager->last_stats().loss).epsilon(1e-4));
+    CHECK(graphed->updates() == 4);
+    CHECK(graphed->updates() == eager->updates());
+    CHECK(graphed->last_stats().loss == eager->last_stats().loss);
     auto pe = eager->online().parameters();
     auto pg = graphed->online().parameters();
-    // Same device and algorithms: differences only from atomics in cuDNN's
-    // filter gradients, if its chosen algorithm uses them.
-    for (std::size_t k = 0; k < pe.size(); ++k)
-      check_weights_agree(to_host(gc, *pg[k].value), to_host(gc, *pe[k].value), 1e-3, 4, pe[k].name + " graph vs eager");
+    // Deterministic algorithms, no atomics in the norm, Adam's bias
+    // corrections from the same device formula: bit for bit.
+    for (std::size_t k = 0; k < pe.size(); ++k) {
+      INFO(pe[k].name, " graph vs eager");
+      CHECK(usable(to_host(gc, *pg[k].value)));
+      CHECK(to_host(gc, *pg[k].value) == to_host(gc, *pe[k].value));
+    }
+    // Eager updates and replays interleave on the same agent.
+    graphed->update(bg);
+    graph.replay();
+    eager->update(bg);
+    eager->update(bg);
+    CHECK(graphed->optimizer().steps() == 6);
+    CHECK(graphed->updates() == 6);
+    for (std::size_t k = 0; k < pe.size(); ++k) CHECK(to_host(gc, *pg[k].value) == to_host(gc, *pe[k].value));
   }
+
+  TEST_CASE("cuda: a replayed graph follows set_steps (a checkpoint's Adam step count)") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    const int batch = 8, actions = 3;
+    auto eager = make_graph_agent(gc, batch, actions);
+    auto graphed = make_graph_agent(gc, batch, actions);
+    auto bg = make_graph_batch(gc, batch);
+    rl::DqnUpdateGraph graph(gc, *graphed, bg);
+    eager->update(bg);
+    // As checkpoint loading does; step 101's bias correction (lr / 1) is far
+    // from step 2's (lr / 0.19), so a device count left at 1 would show.
+    eager->optimizer().set_steps(100);
+    graphed->optimizer().set_steps(100);
+    eager->update(bg);
+    graph.replay();
+    CHECK(graphed->optimizer().steps() == 101);
+    auto pe = eager->online().parameters();
+    auto pg = graphed->online().parameters();
+    for (std::size_t k = 0; k < pe.size(); ++k) CHECK(to_host(gc, *pg[k].value) == to_host(gc, *pe[k].value));
+  }
+
+  TEST_CASE("cuda: replay refuses once a buffer of the capture was freed") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> gc;
+    const int batch = 8, actions = 3;
+    auto agent = make_graph_agent(gc, batch, actions);
+    auto bg = make_graph_batch(gc, batch);
+    rl::DqnUpdateGraph graph(gc, *agent, bg);
+    const std::vector<std::uint8_t> states(static_cast<std::size_t>(4 * 40 * 40 * 2 * batch), 7);
+    // Acting at batch 1 (a new plan, maybe a larger cuDNN workspace) and at
+    // the training batch keeps every captured buffer.
+    (void)agent->q_values(states.data(), 1);
+    (void)agent->q_values(states.data(), batch);
+    CHECK_FALSE(graph.buffers_moved());
+    CHECK_NOTHROW(graph.replay());
+    // A larger batch grows the online network's activations past their
+    // capacity: the captured update would read freed memory.
+    (void)agent->q_values(states.data(), 2 * batch);
+    CHECK(graph.buffers_moved());
+    const std::int64_t updates = agent->updates();
+    CHECK_THROWS_WITH_AS(graph.replay(), doctest::Contains("build a new DqnUpdateGraph"), Error);
+    CHECK(agent->updates() == updates);
+    // A new graph over the new buffers works.
+    rl::DqnUpdateGraph again(gc, *agent, bg);
+    CHECK_NOTHROW(again.replay());
+    backend_traits<cuda>::synchronize(gc);
+  }
+
+  TEST_CASE("cuda: two identical agents on two Contexts stay bit-identical (deterministic mode)") {
+    if (!test::backend_available<cuda>()) return;
+    Context<cuda> c1, c2;
+    REQUIRE(c1.options().deterministic);
+    const int batch = 16, actions = 4;
+    auto make = [&](Context<cuda>& ctx) {
+      auto net = nn::nature_dqn<cuda>(4, 84, 84, actions);
+      Rng init(3);
+      net.initialize(ctx, init, nn::Init::pytorch_default);
+      rl::DqnConfig config;
+      config.batch_size = batch;
+      config.double_dqn = true;
+      config.adam.max_grad_norm = 10.0f;
+      return std::make_unique<rl::Dqn<cuda>>(ctx, std::move(net), Shape{4, 84, 84}, actions, config);
+    };
+    auto a1 = make(c1);
+    auto a2 = make(c2);
+    Rng data(4);
+    const Shape states{batch, 4, 84, 84};
+    std::vector<std::uint8_t> s(static_cast<std::size_t>(states.size())), ns(s.size());
+    for (auto& b : s) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    for (auto& b : ns) b = static_cast<std::uint8_t>(data.uniform_index(256));
+    std::vector<std::int32_t> a(batch);
+    std::vector<float> r(batch), t(batch);
+    for (int i = 0; i < batch; ++i) {
+      a[i] = static_cast<std::int32_t>(data.uniform_index(actions));
+      r[i] = static_cast<float>(data.uniform_index(3)) - 1.0f;
+      t[i] = i % 5 == 0 ? 1.0f : 0.0f;
+    }
+    auto batch_on = [&](Context<cuda>& ctx) {
+      rl::ReplayBatch<cuda> b;
+      b.states = from_host<cuda, std::uint8_t>(ctx, s, states);
+      b.next_states = from_host<cuda, std::uint8_t>(ctx, ns, states);
+      b.actions = from_host<cuda, std::int32_t>(ctx, a, {batch});
+      b.rewards = from_host<cuda, float>(ctx, r, {batch});
+      b.terminated = from_host<cuda, float>(ctx, t, {batch});
+      return b;
+    };
+    auto b1 = batch_on(c1);
+    auto b2 = batch_on(c2);
+    for (int u = 0; u < 3; ++u) {
+      a1->update(b1);
+      a2->update(b2);
+      const auto s1 = a1->last_stats(), s2 = a2->last_stats();
+      CHECK(s1.loss > 0.0f);
+      CHECK(s1.loss == s2.loss);
+      CHECK(s1.grad_norm == s2.grad_norm);
+    }
+    CHECK(a1->q_values(s.data(), 1) == a2->q_values(s.data(), 1));
+    auto p1 = a1->online().parameters();
+    auto p2 = a2->online().parameters();
+    for (std::size_t k = 0; k < p1.size(); ++k) {
+      INFO(p1[k].name);
+      CHECK(to_host(c1, *p1[k].value) == to_host(c2, *p2[k].value));
+    }
+    // The online and target networks' layers of one geometry share one
+    // cached choice: 3 convolutions x 2 batch sizes (16 and 1).
+    CHECK(c1.conv_algorithms().size() == 6);
+  }
+}
+
+// ---- host-only parts of the CUDA backend: these run without a device ------
+
+TEST_CASE("cuda host: Adam's bias corrections equal the former host formula bit for bit") {
+  Context<cpu> cc;
+  nn::Sequential<cpu> net;
+  net.add<nn::Dense>(2, 1);
+  for (const auto& [beta1, beta2, lr] : {std::tuple{0.9f, 0.999f, 1e-4f}, std::tuple{0.5f, 0.9f, 0.3f},
+                                        std::tuple{0.0f, 0.0f, 6.25e-5f}, std::tuple{0.95f, 0.9999f, 2.5e-4f}}) {
+    optim::AdamConfig config;
+    config.beta1 = beta1;
+    config.beta2 = beta2;
+    config.learning_rate = lr;
+    config.weight_decay = 1e-3f;
+    optim::Adam<cpu> adam(cc, net, config);
+    int differ = 0;
+    for (std::int64_t step = 1; step <= 20000; ++step) {
+      // What optim::Adam::update_for_step computed before the formula moved
+      // to kernels::AdamHyperparameters::for_step (shared with the device).
+      const double bc1 = 1.0 - std::pow(double(config.beta1), double(step));
+      const double bc2 = 1.0 - std::pow(double(config.beta2), double(step));
+      const kernels::AdamUpdate old{static_cast<float>(config.learning_rate / bc1), config.beta1, config.beta2,
+                                    config.eps, static_cast<float>(std::sqrt(bc2)), config.weight_decay};
+      const kernels::AdamUpdate now = adam.update_for_step(step);
+      differ += std::memcmp(&old, &now, sizeof(old)) != 0;
+    }
+    CHECK(differ == 0);
+  }
+}
+
+TEST_CASE("cuda host: the allocation registry flags a watcher when a watched buffer is freed") {
+  cuda_detail::AllocationRegistry registry;
+  alignas(64) static std::uint8_t memory[4096];  // stands in for device addresses
+  std::uint8_t* a = memory;
+  std::uint8_t* b = memory + 1024;
+  std::uint8_t* c = memory + 2048;
+  registry.add(a, 1024);
+  registry.add(b, 512);
+  registry.add(c, 256);
+  CHECK(registry.size() == 3);
+  CHECK(registry.contains(a + 1023));
+  CHECK_FALSE(registry.contains(b + 512));  // the gap after b
+  CHECK_FALSE(registry.contains(nullptr));
+  {
+    // Interior pointers count for their allocation; null and outside
+    // pointers are skipped; a pointer seen twice is one allocation.
+    const std::vector<const void*> used{a + 8, a + 100, b, nullptr, memory + 1800, &registry};
+    cuda_detail::AllocationWatch watch(registry, used);
+    CHECK(watch.allocations() == 2);
+    CHECK_FALSE(watch.freed());
+    registry.remove(c);  // not watched
+    CHECK_FALSE(watch.freed());
+    registry.remove(b);
+    CHECK(watch.freed());
+    registry.add(b, 512);  // the address comes back for a new allocation: still freed
+    CHECK(watch.freed());
+  }
+  // A destroyed watch is forgotten: freeing `a` touches no stale flag.
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  CHECK(registry.watch(std::vector<const void*>{a}, flag) == 1);
+  registry.unwatch(flag);
+  registry.remove(a);
+  CHECK_FALSE(flag->load());
+  CHECK(registry.size() == 1);
+}
+
+namespace {
+// A host allocator for GrowingWorkspace that can be told to fail.
+struct FakeDeviceMemory {
+  static inline bool fail_next = false;
+  static inline int live = 0;
+  static void* allocate(std::size_t bytes) {
+    if (fail_next) {
+      fail_next = false;
+      throw Error("cudaMalloc of " + std::to_string(bytes) + " bytes failed: out of memory");
+    }
+    ++live;
+    return ::operator new(bytes);
+  }
+  static void release(void* p) noexcept {
+    --live;
+    ::operator delete(p);
+  }
+};
+}  // namespace
+
+TEST_CASE("cuda host: the cuDNN workspace grows only on success and keeps replaced blocks") {
+  FakeDeviceMemory::live = 0;
+  {
+    cuda_detail::GrowingWorkspace<FakeDeviceMemory> ws;
+    CHECK(ws.get(0) == nullptr);
+    void* first = ws.get(100);
+    REQUIRE(first != nullptr);
+    CHECK(ws.bytes() == 100);
+    CHECK(ws.generation() == 1);
+    CHECK(ws.get(60) == first);  // fits: no change
+    FakeDeviceMemory::fail_next = true;
+    CHECK_THROWS_WITH_AS(ws.get(1000), doctest::Contains("out of memory"), Error);
+    // The failed growth left the old block and its size, still usable.
+    CHECK(ws.bytes() == 100);
+    CHECK(ws.data() == first);
+    CHECK(ws.generation() == 1);
+    CHECK(ws.get(100) == first);
+    void* second = ws.get(1000);
+    CHECK(second != first);
+    CHECK(ws.bytes() == 1000);
+    CHECK(ws.generation() == 2);
+    CHECK(ws.retired_blocks() == 1);  // a graph captured before may still use `first`
+    CHECK(FakeDeviceMemory::live == 2);
+  }
+  CHECK(FakeDeviceMemory::live == 0);
+}
+
+namespace {
+cudnnConvolutionFwdAlgoPerf_t perf(cudnnConvolutionFwdAlgo_t algo, cudnnDeterminism_t determinism,
+                                   cudnnMathType_t math, cudnnStatus_t status = CUDNN_STATUS_SUCCESS) {
+  cudnnConvolutionFwdAlgoPerf_t p{};
+  p.algo = algo;
+  p.status = status;
+  p.determinism = determinism;
+  p.mathType = math;
+  p.memory = 0;  // the Find result's figure is not used: workspace_for asks cuDNN again
+  return p;
+}
+}  // namespace
+
+TEST_CASE("cuda host: cuDNN algorithm choice - determinism, math types, the workspace asked for the winner") {
+  const cudnnConvolutionFwdAlgoPerf_t ranked[] = {
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_DETERMINISTIC, CUDNN_FMA_MATH, CUDNN_STATUS_NOT_SUPPORTED),
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_DETERMINISTIC,
+           CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION),
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, CUDNN_NON_DETERMINISTIC, CUDNN_FMA_MATH),
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_DETERMINISTIC, CUDNN_TENSOR_OP_MATH),
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH),
+      perf(CUDNN_CONVOLUTION_FWD_ALGO_DIRECT, CUDNN_DETERMINISTIC, CUDNN_FMA_MATH),
+  };
+  const int n = static_cast<int>(std::size(ranked));
+  std::vector<std::pair<cudnnConvolutionFwdAlgo_t, cudnnMathType_t>> asked;
+  auto workspace_for = [&](cudnnConvolutionFwdAlgo_t algo, cudnnMathType_t math) -> std::optional<std::size_t> {
+    asked.emplace_back(algo, math);
+    if (algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM) return std::size_t{64} << 20;
+    return std::size_t{1} << 20;
+  };
+  using cuda_detail::ConvSearch;
+  {
+    // FP32, deterministic (the default): the GEMM's default math runs as FMA.
+    const ConvSearch s{};
+    const auto c = cuda_detail::pick_algorithm(ranked, n, s, workspace_for);
+    REQUIRE(c);
+    CHECK(c->algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM);
+    CHECK(c->math == CUDNN_FMA_MATH);
+    CHECK(c->workspace_bytes == (std::size_t{64} << 20));  // what cuDNN says for that pair, not perf.memory
+    REQUIRE(asked.size() == 1);
+    CHECK(asked[0].second == CUDNN_FMA_MATH);
+  }
+  {
+    // The GEMM's workspace over the cap: the next one, queried in its turn.
+    asked.clear();
+    const ConvSearch s{false, true, false, std::size_t{32} << 20};
+    const auto c = cuda_detail::pick_algorithm(ranked, n, s, workspace_for);
+    REQUIRE(c);
+    CHECK(c->algo == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT);
+    CHECK(asked.size() == 2);
+  }
+  {
+    // Not deterministic: the timed winner that the math rules allow.
+    const ConvSearch s{false, false, false, std::size_t{256} << 20};
+    const auto c = cuda_detail::pick_algorithm(ranked, n, s, workspace_for);
+    REQUIRE(c);
+    CHECK(c->algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED);
+  }
+  {
+    // TF32 allowed: tensor-op math yes (kept on the descriptor), FP16
+    // conversion still no.
+    const ConvSearch s{true, true, false, std::size_t{256} << 20};
+    const auto c = cuda_detail::pick_algorithm(ranked, n, s, workspace_for);
+    REQUIRE(c);
+    CHECK(c->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM);
+    CHECK(c->math == CUDNN_TENSOR_OP_MATH);
+    const ConvSearch conversion{true, true, true, std::size_t{256} << 20};
+    const auto d = cuda_detail::pick_algorithm(ranked, n, conversion, workspace_for);
+    REQUIRE(d);
+    CHECK(d->algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+    CHECK(d->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+  }
+  {
+    // cuDNN refusing the pair's workspace query skips the candidate; none left.
+    auto refuse = [](cudnnConvolutionFwdAlgo_t, cudnnMathType_t) { return std::optional<std::size_t>(); };
+    CHECK_FALSE(cuda_detail::pick_algorithm(ranked, n, ConvSearch{}, refuse));
+    CHECK_FALSE(cuda_detail::pick_algorithm(ranked, 0, ConvSearch{}, workspace_for));
+  }
+  CHECK_FALSE(cuda_detail::acceptable_math(CUDNN_TENSOR_OP_MATH, ConvSearch{}));
+  CHECK_FALSE(cuda_detail::acceptable_math(CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, ConvSearch{true, true, false, 0}));
+  CHECK(cuda_detail::search_math(ConvSearch{}) == CUDNN_FMA_MATH);
+  CHECK(cuda_detail::search_math(ConvSearch{true, true, false, 0}) == CUDNN_DEFAULT_MATH);
+  CHECK(cuda_detail::search_math(ConvSearch{true, true, true, 0}) == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+  CHECK(cuda_detail::search_math(ConvSearch{false, true, true, 0}) == CUDNN_FMA_MATH);  // conversion needs TF32
+}
+
+TEST_CASE("cuda host: convolution algorithms are cached per geometry and settings") {
+  cuda_detail::ConvAlgorithmCache cache;
+  Conv2dGeometry g;
+  g.batch = 32;
+  g.in_channels = 4;
+  g.in_h = g.in_w = 84;
+  g.out_channels = 32;
+  g.kernel_h = g.kernel_w = 8;
+  g.stride_h = g.stride_w = 4;
+  g.out_h = g.out_w = 20;
+  const cuda_detail::ConvSearch fp32{};
+  CHECK(cache.find(g, fp32) == nullptr);
+  cuda_detail::ConvAlgorithms chosen;
+  chosen.forward = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_FMA_MATH, 0};
+  chosen.backward_data = {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_FMA_MATH, 4096};
+  chosen.backward_filter = {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, CUDNN_FMA_MATH, 1 << 20};
+  cache.insert(g, fp32, chosen);
+  // Another layer (the target network's) of the same geometry: the same choice.
+  const Conv2dGeometry same = g;
+  const auto* found = cache.find(same, fp32);
+  REQUIRE(found != nullptr);
+  CHECK(found->backward_filter.algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
+  CHECK(found->workspace_bytes() == (std::size_t{1} << 20));
+  // Another batch size, or other settings, is another entry.
+  Conv2dGeometry acting = g;
+  acting.batch = 1;
+  CHECK(cache.find(acting, fp32) == nullptr);
+  CHECK(cache.find(g, cuda_detail::ConvSearch{true, true, false, fp32.max_workspace_bytes}) == nullptr);
+  CHECK(cache.find(g, cuda_detail::ConvSearch{false, false, false, fp32.max_workspace_bytes}) == nullptr);
+  CHECK(cache.size() == 1);
 }

@@ -95,16 +95,27 @@ void launch_elementwise_loss(SquaredElement element, const float* prediction, co
 void launch_td_loss(const TdLossArgs& args, cudaStream_t stream);
 
 // Global L2 norm of every table row's gradient; *scale_out as in
-// backend_traits<cpu>::grad_norm. `accumulator` is one device double.
-void launch_grad_norm(const DeviceParameter* table, int count, std::int64_t max_size, double* accumulator,
+// backend_traits<cpu>::grad_norm. `partials` is device scratch of
+// grad_norm_partials(count, max_size) doubles: each block writes its sum to
+// its own slot and one block adds the slots in a fixed order, so the norm is
+// run-to-run identical (no atomics).
+std::int64_t grad_norm_partials(int count, std::int64_t max_size);
+void launch_grad_norm(const DeviceParameter* table, int count, std::int64_t max_size, double* partials,
                       float max_norm, float* norm_out, float* scale_out, cudaStream_t stream);
 // AdamUpdate over every row of the table in one launch; grad_scale (device,
-// may be null) carries the clipping factor.
+// may be null) carries the clipping factor. The bias corrections come in
+// `update`, computed by the host.
 void launch_adam_update(const DeviceParameter* table, int count, std::int64_t max_size, AdamUpdate update,
                         const float* grad_scale, cudaStream_t stream);
-// The Adam kernel's entry, to find its node in a captured graph: its
-// AdamUpdate argument (the step's bias correction) changes every step.
-const void* adam_kernel_entry();
+// The same with the step count on the device: a one-thread kernel advances
+// *step and writes hyper.for_step(*step) to *update (device scratch), then
+// the update kernel reads it. No argument changes from step to step, so a
+// captured graph replays it as it is.
+void launch_adam_update_counted(const DeviceParameter* table, int count, std::int64_t max_size,
+                                AdamHyperparameters hyper, std::int64_t* step, AdamUpdate* update,
+                                const float* grad_scale, cudaStream_t stream);
+// *step = value (a checkpoint's count), in stream order.
+void launch_adam_set_step(std::int64_t* step, std::int64_t value, cudaStream_t stream);
 
 // Frame f of `frames` starts at base.src + f * src_frame_stride (device) and
 // is written to dst + f * out_height * out_width.

@@ -1,5 +1,6 @@
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include <qrl/core/host_device.hpp>
 
@@ -25,6 +26,28 @@ struct AdamUpdate {
     v = beta2 * v + (1.0f - beta2) * g * g;
     const float denom = sqrtf(v) / sqrt_bias_correction2 + eps;
     param -= step_size * (m / denom);
+  }
+};
+
+// The step-independent part of Adam. for_step(t) is the one rule for the
+// bias corrections of step t (1-based), in double, then rounded to float:
+// the CPU computes it on the host at every step; the CUDA backend computes
+// it on the device from a device-resident step count (so a captured graph
+// needs no patching). The expressions are the same; the host's pow is
+// correctly rounded, CUDA's double pow within 2 ulp, so the floats agree but
+// for a rounding tie once in a great while.
+struct AdamHyperparameters {
+  float learning_rate = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+
+  QRL_HOST_DEVICE AdamUpdate for_step(std::int64_t step) const {
+    const double bias_correction1 = 1.0 - pow(double(beta1), double(step));
+    const double bias_correction2 = 1.0 - pow(double(beta2), double(step));
+    return {static_cast<float>(learning_rate / bias_correction1), beta1, beta2, eps,
+            static_cast<float>(sqrt(bias_correction2)), weight_decay};
   }
 };
 

@@ -22,9 +22,36 @@ struct AdamConfig {
   float max_grad_norm = 0.0f;
 };
 
+namespace detail {
+
+// A backend whose Adam keeps the step count in its own memory (CUDA: a
+// device counter the update kernel advances, so a captured graph replays
+// without patching) declares backend_traits<B>::AdamStepState and the ops
+// set_adam_step / adam_update_counted; the CPU backend takes the step's
+// bias corrections from the host (adam_update).
+template <class B>
+concept DeviceStepAdam = requires { typename backend_traits<B>::AdamStepState; };
+
+struct NoStepState {};
+template <class B>
+struct AdamStepStateOf {
+  using type = NoStepState;
+};
+template <class B>
+  requires DeviceStepAdam<B>
+struct AdamStepStateOf<B> {
+  using type = typename backend_traits<B>::AdamStepState;
+};
+
+}  // namespace detail
+
 // Adam with bias correction over a network's parameters. The moments live in
 // backend memory beside the parameters; the gradient-norm scale is applied
 // inside the update instead of rewriting the gradients.
+//
+// steps() is the host's count (checkpoints save it). On a backend with a
+// device step count the device copy follows it: set_steps() marks the device
+// copy stale and the next step() (or sync_device_step()) sets it first.
 template <Backend B>
 class Adam {
  public:
@@ -51,25 +78,59 @@ class Adam {
   // One update from the gradients the last backward() left. Returns nothing
   // to the host: the gradient norm stays in backend memory (grad_norm()).
   void step(Context<B>& ctx) {
-    ++steps_;
-    backend_traits<B>::grad_norm(ctx, slices_, config_.max_grad_norm, norm_.data(), norm_.data() + 1);
-    backend_traits<B>::adam_update(ctx, slices_, first_ptrs_, second_ptrs_, update_for_step(steps_), norm_.data() + 1);
+    if constexpr (detail::DeviceStepAdam<B>) {
+      sync_device_step(ctx);
+      ++steps_;
+      backend_traits<B>::grad_norm(ctx, slices_, config_.max_grad_norm, norm_.data(), norm_.data() + 1);
+      // The device advances its count to steps_ and derives the step's bias
+      // corrections from it (hyperparameters().for_step, on the device).
+      backend_traits<B>::adam_update_counted(ctx, step_state_, slices_, first_ptrs_, second_ptrs_, hyperparameters(),
+                                             norm_.data() + 1);
+    } else {
+      ++steps_;
+      backend_traits<B>::grad_norm(ctx, slices_, config_.max_grad_norm, norm_.data(), norm_.data() + 1);
+      backend_traits<B>::adam_update(ctx, slices_, first_ptrs_, second_ptrs_, update_for_step(steps_),
+                                     norm_.data() + 1);
+    }
   }
 
-  // The element update of step `step` (1-based): its bias corrections. A
-  // replayed CUDA graph refreshes its Adam node with this.
-  kernels::AdamUpdate update_for_step(std::int64_t step) const {
-    const double bias_correction1 = 1.0 - std::pow(double(config_.beta1), double(step));
-    const double bias_correction2 = 1.0 - std::pow(double(config_.beta2), double(step));
-    return {static_cast<float>(config_.learning_rate / bias_correction1), config_.beta1, config_.beta2, config_.eps,
-            static_cast<float>(std::sqrt(bias_correction2)), config_.weight_decay};
+  // The element update of step `step` (1-based): its bias corrections,
+  // computed on the host in double and rounded to float.
+  kernels::AdamUpdate update_for_step(std::int64_t step) const { return hyperparameters().for_step(step); }
+
+  kernels::AdamHyperparameters hyperparameters() const {
+    return {config_.learning_rate, config_.beta1, config_.beta2, config_.eps, config_.weight_decay};
   }
 
   // Global gradient norm before clipping, of the last step (host read).
   float last_grad_norm(Context<B>& ctx) const { return to_host(ctx, norm_.view())[0]; }
 
   std::int64_t steps() const { return steps_; }
-  void set_steps(std::int64_t steps) { steps_ = steps; }
+  // Checkpoint load: the device copy of the count (if any) is set from this
+  // before the next step.
+  void set_steps(std::int64_t steps) {
+    steps_ = steps;
+    device_step_current_ = false;
+  }
+
+  // Makes a device step count equal steps() (enqueued on ctx's stream; a
+  // no-op on backends without one, and when it already is). A captured CUDA
+  // graph calls this before each replay; it must not run inside a capture.
+  void sync_device_step(Context<B>& ctx) {
+    if constexpr (detail::DeviceStepAdam<B>) {
+      if (!device_step_current_) {
+        backend_traits<B>::set_adam_step(ctx, step_state_, steps_);
+        device_step_current_ = true;
+      }
+    } else {
+      (void)ctx;
+    }
+  }
+
+  // A step that ran on the device without step() (a replayed CUDA graph):
+  // the device count advanced itself, the host count follows.
+  void count_replayed_step() { ++steps_; }
+
   const AdamConfig& config() const { return config_; }
   std::vector<Tensor<B, float>>& first_moments() { return first_; }
   std::vector<Tensor<B, float>>& second_moments() { return second_; }
@@ -81,6 +142,8 @@ class Adam {
   std::vector<ParameterSlice> slices_;
   std::vector<float*> first_ptrs_, second_ptrs_;
   Tensor<B, float> norm_;  // [norm, scale]
+  [[no_unique_address]] typename detail::AdamStepStateOf<B>::type step_state_;
+  bool device_step_current_ = false;  // the device count equals steps_ (backends with one)
 };
 
 }  // namespace qrl::optim
