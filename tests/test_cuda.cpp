@@ -25,7 +25,6 @@
 #include <qrl/nn/models.hpp>
 #include <qrl/optim/adam.hpp>
 #include <qrl/rl/cuda_graph.hpp>
-#include <qrl/rl/device_replay.hpp>
 #include <qrl/rl/dqn.hpp>
 
 #include "test_support.hpp"
@@ -137,7 +136,7 @@ rl::ReplayBatch<cuda> make_graph_batch(Context<cuda>& gc, int batch) {
   bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
   bg.actions = from_host<cuda, std::int32_t>(gc, a, {batch});
   bg.rewards = from_host<cuda, float>(gc, r, {batch});
-  bg.terminated = from_host<cuda, float>(gc, t, {batch});
+  bg.discounts = from_host<cuda, float>(gc, test::discounts_of(t, 0.99f), {batch});
   return bg;
 }
 
@@ -233,11 +232,13 @@ TEST_SUITE("cuda") {
     const auto qt = test::random_vector(batch * actions, rng, 3.0f);
     const auto qo = test::random_vector(batch * actions, rng, 3.0f);
     std::vector<std::int32_t> action(batch);
-    std::vector<float> reward(batch), terminated(batch);
+    std::vector<float> reward(batch), discount(batch), weight(batch);
     for (int i = 0; i < batch; ++i) {
       action[i] = static_cast<std::int32_t>(rng.uniform_index(actions));
       reward[i] = static_cast<float>(rng.normal());
-      terminated[i] = i % 7 == 0 ? 1.0f : 0.0f;
+      // Terminal windows, one-step and 3-step discounts; importance weights.
+      discount[i] = i % 7 == 0 ? 0.0f : i % 3 == 0 ? 0.97f * 0.97f * 0.97f : 0.97f;
+      weight[i] = 0.1f + 0.9f * static_cast<float>(rng.uniform());
     }
     float loss_without_demonstrations = 0.0f;
     for (const int demonstration_rows : {0, batch / 2})
@@ -246,7 +247,7 @@ TEST_SUITE("cuda") {
         CAPTURE(demonstration_rows);
         CAPTURE(double_dqn);
         CAPTURE(static_cast<int>(loss));
-        std::vector<float> grad_c(batch * actions), stats_c(2);
+        std::vector<float> grad_c(batch * actions), stats_c(2), td_c(batch);
         TdLossArgs a;
         a.batch = batch;
         a.actions = actions;
@@ -255,8 +256,9 @@ TEST_SUITE("cuda") {
         a.q_next_online = double_dqn ? qo.data() : nullptr;
         a.action = action.data();
         a.reward = reward.data();
-        a.terminated = terminated.data();
-        a.gamma = 0.97f;
+        a.discount = discount.data();
+        a.weights = weight.data();
+        a.td_error_out = td_c.data();
         a.loss = loss;
         a.huber_delta = 1.0f;
         a.demonstration_rows = demonstration_rows;
@@ -272,14 +274,17 @@ TEST_SUITE("cuda") {
         auto qog = from_host<cuda, float>(gc, qo, {batch, actions});
         auto ag = from_host<cuda, std::int32_t>(gc, action, {batch});
         auto rg = from_host<cuda, float>(gc, reward, {batch});
-        auto tg = from_host<cuda, float>(gc, terminated, {batch});
-        Tensor<cuda, float> grad_g({batch, actions}), stats_g({2});
+        auto dg = from_host<cuda, float>(gc, discount, {batch});
+        auto wg = from_host<cuda, float>(gc, weight, {batch});
+        Tensor<cuda, float> grad_g({batch, actions}), stats_g({2}), td_g({batch});
         a.q = qg.data();
         a.q_next_target = qtg.data();
         a.q_next_online = double_dqn ? qog.data() : nullptr;
         a.action = ag.data();
         a.reward = rg.data();
-        a.terminated = tg.data();
+        a.discount = dg.data();
+        a.weights = wg.data();
+        a.td_error_out = td_g.data();
         a.grad_q = grad_g.data();
         a.loss_out = stats_g.data();
         a.q_mean_out = stats_g.data() + 1;
@@ -289,6 +294,8 @@ TEST_SUITE("cuda") {
         // mode does not): d = q - y may differ by an ulp of y, which is
         // 1e-7 / batch in the gradient.
         CHECK(all_close(to_host(gc, grad_g), grad_c, 1e-8, 1e-5, "td grad_q"));
+        CHECK(usable(td_c));
+        CHECK(all_close(to_host(gc, td_g), td_c, 1e-6, 1e-5, "td |error|"));
         CHECK(all_close(to_host(gc, stats_g), stats_c, 1e-7, 1e-6, "td loss and q mean"));
         // The margin must be active on some demonstration rows, or the
         // comparison above would not cover it.
@@ -390,118 +397,6 @@ TEST_SUITE("cuda") {
     CHECK(greedy / double(envs) == doctest::Approx(0.8125).epsilon(0.04));
   }
 
-  TEST_CASE("cuda: device replay memory samples the same transitions as its CPU reference") {
-    if (!test::backend_available<cuda>()) return;
-    Context<cuda> gc;
-    const rl::ReplayConfig config{40, {3, 4, 1}, 4};
-    rl::DeviceReplayMemory replay(gc, config);
-    rl::ReplayMemory<cpu> reference(config);
-    // Episodes of 9, 14, 6, 20 steps through a 40-frame ring: wrap-around,
-    // episode starts and terminal/truncated ends all occur.
-    std::vector<std::uint8_t> frame(12);
-    int value = 0;
-    auto next_frame = [&] {
-      for (auto& b : frame) b = static_cast<std::uint8_t>(value);
-      ++value;
-      return env::FrameView{frame.data(), {3, 4, 1}};
-    };
-    for (const int length : {9, 14, 6, 20}) {
-      auto first = next_frame();
-      replay.begin_episode(first);
-      reference.begin_episode(first);
-      for (int t = 0; t < length; ++t) {
-        const bool last = t + 1 == length;
-        auto next = next_frame();
-        replay.add(t % 3, 0.5f * t, last && length % 2 == 0, last && length % 2 == 1, next);
-        reference.add(t % 3, 0.5f * t, last && length % 2 == 0, last && length % 2 == 1, next);
-      }
-    }
-    REQUIRE(replay.transitions() == reference.transitions());
-    rl::ReplayBatch<cuda> batch;
-    replay.sample(gc, 64, kernels::CounterRng{99, 0}, batch);
-    const auto states = to_host(gc, batch.states), next_states = to_host(gc, batch.next_states);
-    const auto actions = to_host(gc, batch.actions);
-    const auto rewards = to_host(gc, batch.rewards), terminated = to_host(gc, batch.terminated);
-    // Every sampled transition is one the reference holds, with the same
-    // stacked frames (frames are constant images of their index).
-    int distinct_found = 0;
-    std::vector<std::uint8_t> s, ns;
-    for (int i = 0; i < 64; ++i) {
-      bool found = false;
-      for (std::int64_t k = 0; k < reference.frames() && !found; ++k) {
-        int a = 0;
-        float r = 0;
-        bool term = false;
-        if (!reference.transition_at(k, s, ns, a, r, term)) continue;
-        found = std::equal(s.begin(), s.end(), states.begin() + i * 48) &&
-                std::equal(ns.begin(), ns.end(), next_states.begin() + i * 48) && a == actions[i] &&
-                r == rewards[i] && (term ? 1.0f : 0.0f) == terminated[i];
-      }
-      CHECK(found);
-      distinct_found += found;
-    }
-    CHECK(distinct_found == 64);
-    // The same (seed, counter) gives the same batch; the next counter another.
-    rl::ReplayBatch<cuda> again, other;
-    replay.sample(gc, 64, kernels::CounterRng{99, 0}, again);
-    replay.sample(gc, 64, kernels::CounterRng{99, 1}, other);
-    CHECK(to_host(gc, again.states) == states);
-    CHECK(to_host(gc, again.actions) == actions);
-    CHECK(to_host(gc, other.states) != states);
-    CHECK(std::count(states.begin(), states.end(), std::uint8_t{0}) < static_cast<long>(states.size()));
-  }
-
-  TEST_CASE("cuda: preprocessing writes straight into the device replay store") {
-    if (!test::backend_available<cuda>()) return;
-    Context<cuda> gc;
-    Rng rng(31);
-    const env::FrameShape raw{30, 40, 3};
-    env::PreprocessSpec spec;
-    spec.out_height = 6;
-    spec.out_width = 8;
-    const rl::ReplayConfig config{12, {6, 8, 1}, 2};
-    rl::DeviceReplayMemory replay(gc, config);
-    rl::ReplayMemory<cpu> reference(config);
-    std::vector<std::uint8_t> host(raw.bytes()), gray(48);
-    Tensor<cuda, std::uint8_t> device_raw({static_cast<std::int64_t>(raw.bytes())});
-    auto step = [&](bool first, int t, bool terminated) {
-      for (auto& b : host) b = static_cast<std::uint8_t>(rng.uniform_index(256));
-      env::preprocess(env::FrameView{host.data(), raw}, spec, gray.data());
-      upload<cuda, std::uint8_t>(gc, host, device_raw);
-      const auto functor = env::make_preprocess_functor({device_raw.data(), raw}, spec);
-      kernels::launch_preprocess(functor, raw.bytes(), 1, replay.next_frame(), gc.stream());
-      const env::FrameView frame{gray.data(), config.frame};
-      if (first) {
-        replay.begin_episode_in_place();
-        reference.begin_episode(frame);
-      } else {
-        replay.add_in_place(t % 2, 1.0f, terminated, false);
-        reference.add(t % 2, 1.0f, terminated, false, frame);
-      }
-    };
-    for (int episode = 0; episode < 3; ++episode) {
-      step(true, 0, false);
-      for (int t = 1; t <= 5; ++t) step(false, t, t == 5);
-    }
-    REQUIRE(replay.transitions() == reference.transitions());
-    rl::ReplayBatch<cuda> batch;
-    replay.sample(gc, 16, kernels::CounterRng{5, 0}, batch);
-    const auto states = to_host(gc, batch.states), next_states = to_host(gc, batch.next_states);
-    std::vector<std::uint8_t> s, ns;
-    for (int i = 0; i < 16; ++i) {
-      bool found = false;
-      for (std::int64_t k = 0; k < reference.frames() && !found; ++k) {
-        int a = 0;
-        float r = 0;
-        bool term = false;
-        if (!reference.transition_at(k, s, ns, a, r, term)) continue;
-        found = std::equal(s.begin(), s.end(), states.begin() + i * 96) &&
-                std::equal(ns.begin(), ns.end(), next_states.begin() + i * 96);
-      }
-      CHECK(found);
-    }
-  }
-
   TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6 + rtol 1e-4)") {
     if (!test::backend_available<cuda>()) return;
     Context<cpu> cc;
@@ -537,12 +432,12 @@ TEST_SUITE("cuda") {
     bc.next_states = from_host<cpu, std::uint8_t>(cc, ns, states);
     bc.actions = from_host<cpu, std::int32_t>(cc, a, {batch});
     bc.rewards = from_host<cpu, float>(cc, r, {batch});
-    bc.terminated = from_host<cpu, float>(cc, t, {batch});
+    bc.discounts = from_host<cpu, float>(cc, test::discounts_of(t, 0.99f), {batch});
     bg.states = from_host<cuda, std::uint8_t>(gc, s, states);
     bg.next_states = from_host<cuda, std::uint8_t>(gc, ns, states);
     bg.actions = from_host<cuda, std::int32_t>(gc, a, {batch});
     bg.rewards = from_host<cuda, float>(gc, r, {batch});
-    bg.terminated = from_host<cuda, float>(gc, t, {batch});
+    bg.discounts = from_host<cuda, float>(gc, test::discounts_of(t, 0.99f), {batch});
 
     for (int u = 0; u < 2; ++u) {
       agent_c.update(bc);
@@ -685,7 +580,7 @@ TEST_SUITE("cuda") {
       b.next_states = from_host<cuda, std::uint8_t>(ctx, ns, states);
       b.actions = from_host<cuda, std::int32_t>(ctx, a, {batch});
       b.rewards = from_host<cuda, float>(ctx, r, {batch});
-      b.terminated = from_host<cuda, float>(ctx, t, {batch});
+      b.discounts = from_host<cuda, float>(ctx, test::discounts_of(t, 0.99f), {batch});
       return b;
     };
     auto b1 = batch_on(c1);

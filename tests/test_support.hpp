@@ -99,4 +99,12 @@ double central_difference(std::vector<float>& v, std::size_t i, double h, Loss&&
   return (plus - minus) / (2 * h);
 }
 
+// A batch's per-row bootstrap discounts from 0/1 terminal flags, as the
+// replay memory forms them for one-step windows: gamma, or 0 after a terminal.
+inline std::vector<float> discounts_of(const std::vector<float>& terminated, float gamma) {
+  std::vector<float> out(terminated.size());
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = terminated[i] != 0.0f ? 0.0f : gamma;
+  return out;
+}
+
 }  // namespace qrl::test

@@ -800,7 +800,7 @@ struct backend_traits<cuda> {
   }
 
   static void td_loss(Context& ctx, const TdLossArgs& a) {
-    ctx.note({a.q, a.q_next_target, a.q_next_online, a.action, a.reward, a.terminated, a.grad_q, a.loss_out,
+    ctx.note({a.q, a.q_next_target, a.q_next_online, a.action, a.reward, a.discount, a.weights, a.grad_q, a.td_error_out, a.loss_out,
               a.q_mean_out});
     kernels::launch_td_loss(a, ctx.stream());
     cuda_detail::check_launch("launch_td_loss");

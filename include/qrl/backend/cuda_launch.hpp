@@ -30,26 +30,6 @@ struct DeviceParameter {
   friend bool operator==(const DeviceParameter&, const DeviceParameter&) = default;
 };
 
-// One replay slot's metadata, kept beside the frame store on the device.
-struct ReplaySlot {
-  float reward = 0.0f;
-  std::int16_t action = 0;
-  std::uint8_t flags = 0;    // bit 0: has a transition, bit 1: terminal
-  std::uint8_t history = 0;  // earlier frames of the same episode (saturating at 255)
-};
-
-// A device replay memory as the sampling kernel reads it (see
-// qrl/rl/device_replay.hpp for the slot layout).
-struct ReplayDeviceView {
-  const std::uint8_t* frames = nullptr;  // [capacity, frame_bytes]
-  const ReplaySlot* slots = nullptr;     // [capacity]
-  std::int64_t capacity = 0;
-  std::int64_t oldest = 0;  // slot of the oldest stored frame
-  std::int64_t count = 0;   // frames stored
-  std::int64_t frame_bytes = 0;
-  int stack = 4;
-};
-
 // The first launch error of this thread, or cudaSuccess; used to tell "no
 // kernel image for this device" (a build for other architectures) apart
 // from a working device.
@@ -125,11 +105,5 @@ void launch_preprocess(PreprocessFunctor base, std::size_t src_frame_stride, int
 // out[e] = random action with probability epsilon, else argmax_a q[e, a].
 void launch_epsilon_greedy(const float* q, int batch, int actions, EpsilonGreedy policy, std::int32_t* out,
                            cudaStream_t stream);
-
-// Draws `batch` valid transitions uniformly (rejection on the device) and
-// gathers their stacked states [batch, stack, frame] and the rest.
-void launch_replay_sample(const ReplayDeviceView& replay, int batch, CounterRng rng, std::uint8_t* states,
-                          std::uint8_t* next_states, std::int32_t* actions, float* rewards, float* terminated,
-                          cudaStream_t stream);
 
 }  // namespace qrl::kernels
