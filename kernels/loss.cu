@@ -43,7 +43,41 @@ __global__ void td_loss_kernel(TdLossArgs a) {
   }
 }
 
+// One thread per row, one block: a minibatch of rows, reduced in the block.
+__global__ void categorical_td_loss_kernel(CategoricalTdArgs a) {
+  const CategoricalTdRow row;
+  double loss = 0.0, q_sum = 0.0;
+  for (int i = threadIdx.x; i < a.batch; i += blockDim.x) {
+    const auto out = row(a, i);
+    loss += out.loss;
+    q_sum += out.q;
+  }
+  loss = block_sum(loss);
+  q_sum = block_sum(q_sum);
+  if (threadIdx.x == 0) {
+    *a.loss_out = static_cast<float>(loss / a.batch);
+    if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
+  }
+}
+
+__global__ void categorical_q_kernel(const float* logits, std::int64_t count, CategoricalExpectation expectation,
+                                     float* q) {
+  for (std::int64_t k = global_index(); k < count; k += grid_stride())
+    q[k] = expectation(logits + k * expectation.support.atoms);
+}
+
 }  // namespace
+
+void launch_categorical_td_loss(const CategoricalTdArgs& args, cudaStream_t stream) {
+  categorical_td_loss_kernel<<<1, threads_per_block, 0, stream>>>(args);
+}
+void launch_categorical_q(const float* logits, int rows, int actions, CategoricalSupport support, float* q,
+                          cudaStream_t stream) {
+  const std::int64_t count = std::int64_t{rows} * actions;
+  if (count == 0) return;
+  categorical_q_kernel<<<blocks_for(count), threads_per_block, 0, stream>>>(logits, count,
+                                                                             CategoricalExpectation{support}, q);
+}
 
 void launch_elementwise_loss(HuberElement element, const float* prediction, const float* target, std::int64_t n,
                              float* grad, float* loss_out, cudaStream_t stream) {

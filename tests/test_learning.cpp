@@ -414,7 +414,40 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
   check_learned(agent, "4 envs");
 }
 
+TEST_CASE_TEMPLATE_DEFINE("C51 with n-step returns and prioritized replay learns Catch far above random", B,
+                          learns_catch_rainbow_parts) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  Rng init_rng(2024);
+  constexpr int atoms = 11;
+  nn::Sequential<B> net;
+  net.template add<nn::Conv2d>(2, 16, 3, 1, Padding::same).template add<nn::ReLU>();
+  net.template add<nn::Flatten>();
+  net.template add<nn::Dense>(16 * 10 * 10, 64).template add<nn::ReLU>();
+  net.template add<nn::Dense>(64, 3 * atoms);
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  auto config = catch_dqn_config<B>();
+  config.distributional = CategoricalSupport{atoms, -1.0f, 1.0f};  // Catch's returns lie in [-1, 1]
+  rl::Dqn<B> agent(ctx, std::move(net), Shape{2, 10, 10}, 3, config);
+  CHECK(std::string(agent.head_name()) == "categorical");
+  rl::ReplayConfig replay_config{20000, {10, 10, 1}, 2};
+  replay_config.n_step = 3;
+  replay_config.prioritized = rl::PrioritizedConfig{0.5, 0.4, 1.0, 9000};
+  rl::ReplayMemory<B> replay(replay_config);
+  envs::Catch env(10);
+  env::VectorEnv<envs::Catch> one_env(env);
+  rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
+  trainer.run(9000);
+  CHECK(agent.updates() == 9000 - 500 + 1);
+  const auto stats = agent.last_stats();
+  CHECK(std::isfinite(stats.loss));
+  CHECK(stats.grad_norm > 0.0f);
+  CHECK(replay.prioritized_sampler().max_priority() != 1.0);  // the TD errors came back
+  check_learned(agent, "C51 + 3-step + prioritized");
+}
+
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cpu);
@@ -425,6 +458,7 @@ TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cuda);

@@ -5,6 +5,7 @@
 #include <set>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/categorical.cuh>
 #include <qrl/rl/epsilon_schedule.hpp>
 #include <qrl/rl/frame_stack.hpp>
 #include <qrl/rl/replay_memory.hpp>
@@ -547,6 +548,89 @@ TEST_CASE_TEMPLATE_DEFINE("The TD step with per-row discounts and importance wei
   CHECK(e == std::vector<float>{0.5f, 2.0f});
 }
 
+TEST_CASE("C51's projection on a 3-atom support, by hand") {
+  const CategoricalSupport s{3, -1.0f, 1.0f};  // z = -1, 0, 1
+  const float p[3] = {0.2f, 0.5f, 0.3f};
+  auto project = [&](float reward, float discount) {
+    std::vector<float> m(3, 0.0f);
+    kernels::categorical_projection(s, p, reward, discount, m.data());
+    return m;
+  };
+  // r + 0.5 z = 0, 0.5, 1: the middle atom's mass splits evenly between 0 and 1.
+  auto m = project(0.5f, 0.5f);
+  CHECK(m[0] == doctest::Approx(0.0f));
+  CHECK(m[1] == doctest::Approx(0.2f + 0.25f));
+  CHECK(m[2] == doctest::Approx(0.25f + 0.3f));
+  // Beyond v_max everything lands on the last atom.
+  m = project(2.0f, 1.0f);
+  CHECK(m == std::vector<float>{0.0f, 0.0f, 1.0f});
+  // A terminal window (discount 0): all mass at r = -0.3, split 0.3 / 0.7 between z = -1 and 0.
+  m = project(-0.3f, 0.0f);
+  CHECK(m[0] == doctest::Approx(0.3f));
+  CHECK(m[1] == doctest::Approx(0.7f));
+  CHECK(m[2] == doctest::Approx(0.0f));
+  // Mass is conserved.
+  m = project(0.37f, 0.9f);
+  CHECK(m[0] + m[1] + m[2] == doctest::Approx(1.0f));
+}
+
+TEST_CASE_TEMPLATE_DEFINE("The categorical TD step by hand: next action, projection, cross-entropy, gradient", B,
+                          td_categorical) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  constexpr int batch = 2, actions = 2, atoms = 3;
+  const CategoricalSupport support{atoms, -1.0f, 1.0f};
+  auto log3 = [](float a, float b, float c) { return std::vector<float>{std::log(a), std::log(b), std::log(c)}; };
+  std::vector<float> logits, next_logits;
+  for (auto v : {log3(0.2f, 0.3f, 0.5f), log3(0.6f, 0.2f, 0.2f), log3(0.1f, 0.1f, 0.8f), log3(0.3f, 0.4f, 0.3f)})
+    logits.insert(logits.end(), v.begin(), v.end());
+  // Row 0's next state: action 1 has the higher mean (0.1 vs -0.4); row 1's: action 0 (0.0 vs -0.2).
+  for (auto v : {log3(0.5f, 0.4f, 0.1f), log3(0.2f, 0.5f, 0.3f), log3(0.25f, 0.5f, 0.25f), log3(0.4f, 0.4f, 0.2f)})
+    next_logits.insert(next_logits.end(), v.begin(), v.end());
+  auto lg = from_host<B, float>(ctx, logits, {batch, actions * atoms});
+  auto nlg = from_host<B, float>(ctx, next_logits, {batch, actions * atoms});
+  Tensor<B, float> q_select({batch, actions});
+  backend_traits<B>::categorical_q(ctx, nlg.data(), batch, actions, support, q_select.data());
+  const auto qs = to_host(ctx, q_select);
+  CHECK(qs[0] == doctest::Approx(-0.4f));
+  CHECK(qs[1] == doctest::Approx(0.1f));
+  CHECK(qs[2] == doctest::Approx(0.0f));
+  CHECK(qs[3] == doctest::Approx(-0.2f));
+
+  auto action = from_host<B, std::int32_t>(ctx, std::vector<std::int32_t>{0, 1}, {batch});
+  auto reward = from_host<B, float>(ctx, std::vector<float>{0.5f, -0.3f}, {batch});
+  auto discount = from_host<B, float>(ctx, std::vector<float>{0.5f, 0.0f}, {batch});
+  Tensor<B, float> grad({batch, actions * atoms}), stats({2}), td({batch});
+  CategoricalTdArgs a;
+  a.batch = batch;
+  a.actions = actions;
+  a.support = support;
+  a.logits = lg.data();
+  a.next_logits = nlg.data();
+  a.q_select = q_select.data();
+  a.action = action.data();
+  a.reward = reward.data();
+  a.discount = discount.data();
+  a.grad_logits = grad.data();
+  a.td_error_out = td.data();
+  a.loss_out = stats.data();
+  a.q_mean_out = stats.data() + 1;
+  backend_traits<B>::categorical_td_loss(ctx, a);
+  // Row 0: a* = 1, p' = (0.2, 0.5, 0.3), r 0.5, discount 0.5: m = (0, 0.45, 0.55) (as above);
+  // online p at action 0 = (0.2, 0.3, 0.5). Row 1: terminal, m = (0.3, 0.7, 0); p at action 1 = (0.3, 0.4, 0.3).
+  const float ce0 = -(0.45f * std::log(0.3f) + 0.55f * std::log(0.5f));
+  const float ce1 = -(0.3f * std::log(0.3f) + 0.7f * std::log(0.4f));
+  const auto e = to_host(ctx, td), st = to_host(ctx, stats), g = to_host(ctx, grad);
+  CHECK(e[0] == doctest::Approx(ce0).epsilon(1e-5));
+  CHECK(e[1] == doctest::Approx(ce1).epsilon(1e-5));
+  CHECK(st[0] == doctest::Approx((ce0 + ce1) / 2).epsilon(1e-5));
+  CHECK(st[1] == doctest::Approx((0.3f + 0.0f) / 2).epsilon(1e-5));  // means: 0.3 and 0.0
+  const std::vector<float> expected{(0.2f - 0.0f) / 2, (0.3f - 0.45f) / 2, (0.5f - 0.55f) / 2, 0, 0, 0,
+                                    0, 0, 0, (0.3f - 0.3f) / 2, (0.4f - 0.7f) / 2, (0.3f - 0.0f) / 2};
+  REQUIRE(g.size() == expected.size());
+  for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+}
+
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cpu);
@@ -557,6 +641,7 @@ TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
 // The same suites on the GPU, labelled "cuda"; each reports a skip (see
@@ -572,5 +657,6 @@ TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cuda);
 TEST_SUITE_END();
 #endif

@@ -3,6 +3,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <utility>
+
+#include <qrl/backend/op_args.hpp>
 
 namespace qrl {
 
@@ -42,6 +45,9 @@ concept Backend = requires {
   backend_traits<B>::u8_to_float(ctx, cu8, f, n, 1.0f);
   backend_traits<B>::argmax_rows(ctx, cf, 1, 1, i32);
   backend_traits<B>::polyak_average(ctx, cf, f, n, 1.0f);
+  backend_traits<B>::td_loss(ctx, std::declval<const TdLossArgs&>());
+  backend_traits<B>::categorical_td_loss(ctx, std::declval<const CategoricalTdArgs&>());
+  backend_traits<B>::categorical_q(ctx, cf, 1, 1, CategoricalSupport{}, f);
 };
 
 }  // namespace qrl

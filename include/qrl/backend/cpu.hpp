@@ -19,6 +19,7 @@
 #include <qrl/backend/op_args.hpp>
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
+#include <qrl/kernels/categorical.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/pool.cuh>
 
@@ -309,6 +310,26 @@ struct backend_traits<cpu> {
     }
     *a.loss_out = static_cast<float>(loss / a.batch);
     if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
+  }
+
+  // The distributional head's TD step and its Q values (kernels/categorical.cuh).
+  static void categorical_td_loss(Context&, const CategoricalTdArgs& a) {
+    const kernels::CategoricalTdRow row;
+    double loss = 0.0, q_sum = 0.0;
+    for (int i = 0; i < a.batch; ++i) {
+      const auto out = row(a, i);
+      loss += out.loss;
+      q_sum += out.q;
+    }
+    *a.loss_out = static_cast<float>(loss / a.batch);
+    if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
+  }
+  // q[r, a] = sum_j z_j softmax(logits[r, a, :])_j for `rows` rows of `actions` actions.
+  static void categorical_q(Context&, const float* logits, int rows, int actions, CategoricalSupport support,
+                            float* q) {
+    const kernels::CategoricalExpectation expectation{support};
+    const std::int64_t count = std::int64_t{rows} * actions;
+    for (std::int64_t k = 0; k < count; ++k) q[k] = expectation(logits + k * support.atoms);
   }
 
   // ---- optimisation ------------------------------------------------------------

@@ -799,9 +799,21 @@ struct backend_traits<cuda> {
     return host;
   }
 
+  static void categorical_td_loss(Context& ctx, const CategoricalTdArgs& a) {
+    ctx.note({a.logits, a.next_logits, a.q_select, a.action, a.reward, a.discount, a.weights, a.grad_logits,
+              a.td_error_out, a.loss_out, a.q_mean_out});
+    kernels::launch_categorical_td_loss(a, ctx.stream());
+    cuda_detail::check_launch("launch_categorical_td_loss");
+  }
+  static void categorical_q(Context& ctx, const float* logits, int rows, int actions, CategoricalSupport support,
+                            float* q) {
+    ctx.note({logits, q});
+    kernels::launch_categorical_q(logits, rows, actions, support, q, ctx.stream());
+    cuda_detail::check_launch("launch_categorical_q");
+  }
   static void td_loss(Context& ctx, const TdLossArgs& a) {
-    ctx.note({a.q, a.q_next_target, a.q_next_online, a.action, a.reward, a.discount, a.weights, a.grad_q, a.td_error_out, a.loss_out,
-              a.q_mean_out});
+    ctx.note({a.q, a.q_next_target, a.q_next_online, a.action, a.reward, a.discount, a.weights, a.grad_q,
+              a.td_error_out, a.loss_out, a.q_mean_out});
     kernels::launch_td_loss(a, ctx.stream());
     cuda_detail::check_launch("launch_td_loss");
   }

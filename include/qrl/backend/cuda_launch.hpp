@@ -13,6 +13,7 @@
 #include <qrl/backend/op_args.hpp>
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
+#include <qrl/kernels/categorical.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/preprocess.cuh>
 #include <qrl/kernels/random.cuh>
@@ -73,6 +74,10 @@ void launch_elementwise_loss(SquaredElement element, const float* prediction, co
 
 // The fused TD step of TdLossArgs, one launch; all pointers are device memory.
 void launch_td_loss(const TdLossArgs& args, cudaStream_t stream);
+// The categorical (C51) TD step, one launch; and expected Q from logits.
+void launch_categorical_td_loss(const CategoricalTdArgs& args, cudaStream_t stream);
+void launch_categorical_q(const float* logits, int rows, int actions, CategoricalSupport support, float* q,
+                          cudaStream_t stream);
 
 // Global L2 norm of every table row's gradient; *scale_out as in
 // backend_traits<cpu>::grad_norm. `partials` is device scratch of

@@ -504,8 +504,15 @@ template <Backend B>
 nlohmann::json agent_config_json(Dqn<B>& agent) {
   const auto& c = agent.config();
   const auto& o = agent.observation_shape();
+  nlohmann::json distributional = nullptr;
+  if (c.distributional)
+    distributional = {{"atoms", c.distributional->atoms},
+                      {"v_min", c.distributional->v_min},
+                      {"v_max", c.distributional->v_max}};
   return {{"observation_shape", {o[0], o[1], o[2]}},
           {"actions", agent.action_count()},
+          {"head", agent.head_name()},
+          {"distributional", distributional},
           {"gamma", c.gamma},
           {"batch_size", c.batch_size},
           {"loss", c.loss == LossKind::huber ? "huber" : "mse"},

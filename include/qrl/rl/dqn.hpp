@@ -1,12 +1,15 @@
 #pragma once
 #include <algorithm>
+#include <optional>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/categorical.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
@@ -21,8 +24,15 @@ namespace qrl::rl {
 struct DqnConfig {
   float gamma = 0.99f;
   int batch_size = 32;
-  LossKind loss = LossKind::huber;
+  // The value head. Unset: scalar Q values with the `loss` below. Set: C51's
+  // categorical distributions over `atoms` returns on [v_min, v_max]
+  // (Bellemare et al. 2017) with a cross-entropy loss; the network then
+  // outputs actions * atoms logits.
+  std::optional<CategoricalSupport> distributional = std::nullopt;
+  LossKind loss = LossKind::huber;  // the scalar head's TD loss
   float huber_delta = 1.0f;
+  // The target rule: Double DQN (the online network picks the next action,
+  // the target network values it) or the max of the target network.
   bool double_dqn = true;
   optim::AdamConfig adam{};
   // DQfD (Hester et al. 2018), used once demonstrations are attached: the
@@ -39,6 +49,59 @@ struct UpdateStats {
   float grad_norm = 0.0f;
 };
 
+namespace detail {
+
+// A value head turns the network's outputs into Q values and runs the TD
+// step on them; Dqn holds one of these, chosen from DqnConfig.
+
+// Scalar Q values, one output per action; the TD step is kernels::TdRow.
+template <Backend B>
+class ScalarQHead {
+ public:
+  static constexpr const char* name = "scalar";
+  int outputs_per_action() const { return 1; }
+  // Q values of a network output: the output itself.
+  const float* q_values(Context<B>&, TensorView<B, const float> out, Tensor<B, float>&, int) const {
+    return out.data();
+  }
+};
+
+// C51's categorical distributions, `atoms` logits per action; the TD step is
+// kernels::CategoricalTdRow, Q values the distributions' means.
+template <Backend B>
+class CategoricalQHead {
+ public:
+  static constexpr const char* name = "categorical";
+  explicit CategoricalQHead(CategoricalSupport support) : support_(support) {
+    require(support.atoms >= 2 && support.atoms <= kernels::max_categorical_atoms,
+            "C51: atoms must lie in [2, ", kernels::max_categorical_atoms, "], got ", support.atoms);
+    require(std::isfinite(support.v_min) && std::isfinite(support.v_max) && support.v_min < support.v_max,
+            "C51: the support needs v_min < v_max, got [", support.v_min, ", ", support.v_max, "]");
+  }
+  int outputs_per_action() const { return support_.atoms; }
+  const CategoricalSupport& support() const { return support_; }
+  const float* q_values(Context<B>& ctx, TensorView<B, const float> out, Tensor<B, float>& q, int actions) const {
+    const int rows = static_cast<int>(out.shape()[0]);
+    q.resize({rows, actions});
+    backend_traits<B>::categorical_q(ctx, out.data(), rows, actions, support_, q.data());
+    return q.data();
+  }
+
+ private:
+  CategoricalSupport support_;
+};
+
+template <Backend B>
+using ValueHead = std::variant<ScalarQHead<B>, CategoricalQHead<B>>;
+
+template <Backend B>
+ValueHead<B> make_value_head(const DqnConfig& c) {
+  if (c.distributional) return CategoricalQHead<B>(*c.distributional);
+  return ScalarQHead<B>{};
+}
+
+}  // namespace detail
+
 // Deep Q-learning with a target network and optional Double DQN, over any
 // backend. The agent owns the online and target networks and the optimizer;
 // it acts and updates. The replay memory, the environment loop and the
@@ -54,6 +117,7 @@ class Dqn {
         observation_(observation),
         actions_(actions),
         config_(config),
+        head_(detail::make_value_head<B>(config)),
         optimizer_(ctx, online_, config.adam) {
     require(observation.rank() == 3, "Dqn: observation shape must be [stack, height, width], got ",
             observation.str());
@@ -66,9 +130,11 @@ class Dqn {
     require(config.demonstration_margin >= 0.0f && config.demonstration_weight >= 0.0f,
             "Dqn: the demonstration margin and weight must be non-negative, got ", config.demonstration_margin,
             " and ", config.demonstration_weight);
+    const int per_action = std::visit([](const auto& h) { return h.outputs_per_action(); }, head_);
     const Shape out = online_.output_shape({1, observation[0], observation[1], observation[2]});
-    require_shape(out.rank() == 2 && out[1] == actions, "Dqn: the network maps ", observation.str(), " to ",
-                  out.str(), " but the environment has ", actions, " actions");
+    require_shape(out.rank() == 2 && out[1] == std::int64_t{actions} * per_action, "Dqn: the network maps ",
+                  observation.str(), " to ", out.str(), " but the environment has ", actions, " actions",
+                  per_action > 1 ? qrl::detail::concat(" of ", per_action, " atoms each (C51)") : std::string());
     stats_.resize({2});
   }
 
@@ -93,7 +159,14 @@ class Dqn {
     act_input_.resize(shape);
     backend_traits<B>::u8_to_float(*ctx_, act_states_.data(), act_input_.data(),
                                    static_cast<std::size_t>(shape.size()), 1.0f / 255.0f);
-    return to_host(*ctx_, online_.forward(*ctx_, act_input_.view()));
+    const auto out = online_.forward(*ctx_, act_input_.view());
+    const float* q = std::visit([&](const auto& h) { return h.q_values(*ctx_, out, act_q_, actions_); }, head_);
+    return q == out.data() ? to_host(*ctx_, out) : to_host(*ctx_, act_q_.view());
+  }
+
+  // The value head in use: "scalar" or "categorical".
+  const char* head_name() const {
+    return std::visit([](const auto& h) { return h.name; }, head_);
   }
 
   int greedy_action(const std::uint8_t* state) {
@@ -148,43 +221,15 @@ class Dqn {
     backend_traits<B>::u8_to_float(ctx, batch.states.data(), input_.data(), count, 1.0f / 255.0f);
     backend_traits<B>::u8_to_float(ctx, batch.next_states.data(), next_input_.data(), count, 1.0f / 255.0f);
 
-    const auto q_next_target = target_.forward(ctx, next_input_.view());
-    const float* q_next_online = nullptr;
-    if (config_.double_dqn) {
-      const auto q = online_.forward(ctx, next_input_.view());
-      q_next_online_.resize(q.shape());
-      backend_traits<B>::copy(ctx, q.data(), q_next_online_.data(), static_cast<std::size_t>(q.size()));
-      q_next_online = q_next_online_.data();
-    }
-    const auto q = online_.forward(ctx, input_.view());
-    grad_q_.resize(q.shape());
-
-    TdLossArgs args;
-    args.batch = n;
-    args.actions = actions_;
-    args.q = q.data();
-    args.q_next_target = q_next_target.data();
-    args.q_next_online = q_next_online;
-    args.action = batch.actions.data();
     require_shape(batch.discounts.size() == n && batch.rewards.size() == n, "Dqn::update: a batch of ", n,
                   " states holds ", batch.rewards.size(), " rewards and ", batch.discounts.size(), " discounts");
-    args.reward = batch.rewards.data();
-    args.discount = batch.discounts.data();
-    args.weights = batch.weights.size() == n ? batch.weights.data() : nullptr;
-    if (!batch.slots.empty()) {  // prioritized replay wants each row's |TD error|
+    const float* weights = batch.weights.size() == n ? batch.weights.data() : nullptr;
+    float* td_errors = nullptr;
+    if (!batch.slots.empty()) {  // prioritized replay wants each row's priority
       td_errors_.resize({n});
-      args.td_error_out = td_errors_.data();
+      td_errors = td_errors_.data();
     }
-    args.loss = config_.loss;
-    args.huber_delta = config_.huber_delta;
-    args.demonstration_rows = demonstration_rows;
-    args.margin = config_.demonstration_margin;
-    args.margin_weight = config_.demonstration_weight;
-    args.grad_q = grad_q_.data();
-    args.loss_out = stats_.data();
-    args.q_mean_out = stats_.data() + 1;
-    backend_traits<B>::td_loss(ctx, args);
-
+    std::visit([&](const auto& head) { td_step(head, batch, weights, td_errors, demonstration_rows); }, head_);
     online_.backward(ctx, grad_q_.view());
     optimizer_.step(ctx);
     ++updates_;
@@ -207,14 +252,90 @@ class Dqn {
   }
 
  private:
+  // The scalar head's TD step: kernels::TdRow over Q(s) and the target's
+  // (for Double DQN also the online network's) Q(s').
+  void td_step(const detail::ScalarQHead<B>&, const ReplayBatch<B>& batch, const float* weights, float* td_errors,
+               int demonstration_rows) {
+    auto& ctx = *ctx_;
+    const int n = batch.size();
+    const auto q_next_target = target_.forward(ctx, next_input_.view());
+    const float* q_next_online = nullptr;
+    if (config_.double_dqn) {
+      const auto q = online_.forward(ctx, next_input_.view());
+      q_next_online_.resize(q.shape());
+      backend_traits<B>::copy(ctx, q.data(), q_next_online_.data(), static_cast<std::size_t>(q.size()));
+      q_next_online = q_next_online_.data();
+    }
+    const auto q = online_.forward(ctx, input_.view());
+    grad_q_.resize(q.shape());
+
+    TdLossArgs args;
+    args.batch = n;
+    args.actions = actions_;
+    args.q = q.data();
+    args.q_next_target = q_next_target.data();
+    args.q_next_online = q_next_online;
+    args.action = batch.actions.data();
+    args.reward = batch.rewards.data();
+    args.discount = batch.discounts.data();
+    args.weights = weights;
+    args.td_error_out = td_errors;
+    args.loss = config_.loss;
+    args.huber_delta = config_.huber_delta;
+    args.demonstration_rows = demonstration_rows;
+    args.margin = config_.demonstration_margin;
+    args.margin_weight = config_.demonstration_weight;
+    args.grad_q = grad_q_.data();
+    args.loss_out = stats_.data();
+    args.q_mean_out = stats_.data() + 1;
+    backend_traits<B>::td_loss(ctx, args);
+  }
+
+  // C51's TD step: the next action from expected Q at s' (the target's, or
+  // for Double DQN the online network's, as Rainbow does), the target's
+  // distribution there projected, the cross-entropy at s.
+  void td_step(const detail::CategoricalQHead<B>& head, const ReplayBatch<B>& batch, const float* weights,
+               float* td_errors, int demonstration_rows) {
+    require(demonstration_rows == 0, "DQfD's large-margin term needs the scalar Q head; train demonstrations "
+                                     "without the distributional head");
+    auto& ctx = *ctx_;
+    const int n = batch.size();
+    // The target's output stays valid through the online network's forwards
+    // (each network owns its buffers).
+    const auto next_logits = target_.forward(ctx, next_input_.view());
+    const float* q_select = config_.double_dqn
+                                ? head.q_values(ctx, online_.forward(ctx, next_input_.view()), q_next_online_, actions_)
+                                : head.q_values(ctx, next_logits, q_next_online_, actions_);
+    const auto logits = online_.forward(ctx, input_.view());
+    grad_q_.resize(logits.shape());
+
+    CategoricalTdArgs args;
+    args.batch = n;
+    args.actions = actions_;
+    args.support = head.support();
+    args.logits = logits.data();
+    args.next_logits = next_logits.data();
+    args.q_select = q_select;
+    args.action = batch.actions.data();
+    args.reward = batch.rewards.data();
+    args.discount = batch.discounts.data();
+    args.weights = weights;
+    args.td_error_out = td_errors;
+    args.grad_logits = grad_q_.data();
+    args.loss_out = stats_.data();
+    args.q_mean_out = stats_.data() + 1;
+    backend_traits<B>::categorical_td_loss(ctx, args);
+  }
+
   Context<B>* ctx_;
   nn::Sequential<B> online_, target_;
   Shape observation_;
   int actions_;
   DqnConfig config_;
+  detail::ValueHead<B> head_;
   optim::Adam<B> optimizer_;
   std::int64_t updates_ = 0;
-  Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, td_errors_;
+  Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, act_q_, td_errors_;
   Tensor<B, std::uint8_t> act_states_;
 };
 
