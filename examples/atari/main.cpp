@@ -50,7 +50,7 @@ struct Options {
   // train: CleanRL's dqn_atari.py (run directory, steps, checkpoints, logs:
   // examples::RunOptions)
   examples::DqnOptions dqn{
-      .buffer_size = 1000000, .batch_size = 32, .learning_rate = 1e-4f, .gamma = 0.99f,
+      .algorithm = "dqn", .buffer_size = 1000000, .batch_size = 32, .learning_rate = 1e-4f, .gamma = 0.99f,
       .learning_starts = 80000, .train_frequency = 4, .target_update = 1000, .double_dqn = false,
       .loss = "mse", .max_grad_norm = 0.0f, .epsilon_start = 1.0, .epsilon_end = 0.01,
       .exploration_fraction = 0.1};
@@ -111,7 +111,7 @@ class ClipRewards {
 
 template <Backend B>
 nn::Sequential<B> make_network(const Options& o, int actions) {
-  return nn::nature_dqn<B>(o.stack, 84, 84, actions);
+  return nn::nature_dqn<B>(o.stack, 84, 84, o.dqn.head(actions));
 }
 
 template <Backend B>
@@ -186,7 +186,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
                                 "--policy random)");
     auto net = make_network<B>(o, actions);
     nn::load_weights(ctx, net, o.weights);
-    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, rl::DqnConfig{});
+    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, o.dqn.dqn_config());
   }
   std::vector<double> scores(static_cast<std::size_t>(o.episodes)), returns(scores.size());
   // --gif records the RGB screen of the episodes env 0 plays (all of them
@@ -293,8 +293,11 @@ int main(int argc, char** argv) {
   CLI::App app{"qrl Atari: a DQN that learns Atari 2600 games (ALE) from pixels"};
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
+  const std::string algorithm = examples::algorithm_from_command_line(argc, argv, o.dqn.algorithm);
+  examples::apply_algorithm(algorithm, o.dqn);
   auto add_common = [&](CLI::App* cmd) {
     examples::add_backend_option(cmd, o.backend);
+    examples::add_head_options(cmd, o.dqn);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--game", o.game, "Game by ROM name (pong, breakout, space_invaders, ...)")->capture_default_str();
     cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
@@ -333,6 +336,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'atari train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("atari", app, argc, argv, [&] {
+    examples::check_algorithm(o.dqn, algorithm);
     return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));

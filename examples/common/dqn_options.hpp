@@ -9,6 +9,7 @@
 #include <string>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/nn/models.hpp>
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>
 #include <qrl/rl/trainer.hpp>
@@ -18,6 +19,17 @@
 namespace qrl::examples {
 
 struct DqnOptions {
+  // The preset the defaults below came from (apply_algorithm): dqn, double
+  // or rainbow. Flags given beside it still win.
+  std::string algorithm = "double";
+  // The network's head (train, play and eval must agree): C51's
+  // distributional head, the dueling streams, noisy linear layers.
+  bool c51 = false;
+  int atoms = 51;
+  float v_min = -10.0f, v_max = 10.0f;
+  bool dueling = false;
+  bool noisy = false;
+  float adam_eps = 1e-8f;
   std::int64_t buffer_size = 100000;
   int batch_size = 32;
   float learning_rate = 1e-4f;
@@ -45,9 +57,14 @@ struct DqnOptions {
     config.double_dqn = double_dqn;
     config.loss = loss == "mse" ? LossKind::mse : LossKind::huber;
     config.adam.learning_rate = learning_rate;
+    config.adam.eps = adam_eps;
     config.adam.max_grad_norm = max_grad_norm;
+    if (c51) config.distributional = CategoricalSupport{atoms, v_min, v_max};
     return config;
   }
+
+  // The network's head for `actions` actions.
+  nn::QHeadShape head(int actions) const { return {actions, c51 ? atoms : 1, dueling, noisy}; }
 
   rl::UpdateSchedule schedule() const {
     rl::UpdateSchedule s;
@@ -77,7 +94,66 @@ struct DqnOptions {
   }
 };
 
+// The presets of --algorithm, by the names users know:
+//   dqn      Nature DQN's target (the max of the target network)
+//   double   Double DQN (van Hasselt et al. 2016)
+//   rainbow  Double + dueling + 3-step returns + prioritized replay (alpha
+//            0.5, beta 0.4 -> 1) + C51 (51 atoms on [-10, 10]) + noisy nets
+//            (sigma0 0.5, no epsilon-greedy) with Adam eps 1.5e-4: Hessel et
+//            al. 2018's components and settings; the learning rate, replay
+//            size, learning start and target update interval stay the
+//            example's, scaled to its budget (docs/algorithms.md).
+// A preset sets defaults; flags given beside it still win.
+inline void apply_algorithm(const std::string& name, DqnOptions& o) {
+  require(name == "dqn" || name == "double" || name == "rainbow", "--algorithm '", name,
+          "': use dqn, double or rainbow");
+  o.algorithm = name;
+  o.double_dqn = name != "dqn";
+  const bool rainbow = name == "rainbow";
+  o.dueling = o.c51 = o.noisy = o.prioritized = rainbow;
+  o.n_step = rainbow ? 3 : 1;
+  o.adam_eps = rainbow ? 1.5e-4f : 1e-8f;
+  o.priority_alpha = 0.5;
+  o.priority_beta = 0.4;
+  o.atoms = 51;
+  o.v_min = -10.0f;
+  o.v_max = 10.0f;
+  if (rainbow) o.epsilon_start = o.epsilon_end = 0.0;  // noisy nets explore
+}
+
+// --algorithm NAME (or --algorithm=NAME) from the command line, applied
+// before the flags are declared so that their defaults (and --help) show
+// the preset and flags given beside it win. check_algorithm() then refuses a
+// preset that reached the options another way (a --config file), which
+// would otherwise be recorded without having been applied.
+inline std::string algorithm_from_command_line(int argc, char** argv, const std::string& example_default) {
+  std::string name = example_default;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--algorithm" && i + 1 < argc) name = argv[i + 1];
+    if (a.rfind("--algorithm=", 0) == 0) name = a.substr(12);
+  }
+  return name;
+}
+inline void check_algorithm(const DqnOptions& o, const std::string& applied) {
+  require(o.algorithm == applied, "--algorithm ", o.algorithm, " came from a config file; give it on the command "
+          "line (it sets the defaults of the other flags)");
+}
+
+// The head's flags, for train, play and eval alike (the weights only load
+// into the network they were trained with).
+inline void add_head_options(CLI::App* cmd, DqnOptions& o) {
+  cmd->add_option("--algorithm", o.algorithm, "Preset: dqn (Nature DQN's target), double (Double DQN) or rainbow (Double + dueling + 3-step + prioritized + C51 + noisy nets); its defaults show below, flags given beside it win")->check(CLI::IsMember({"dqn", "double", "rainbow"}))->capture_default_str();
+  add_switch(cmd, "--c51,!--no-c51", o.c51, "C51's distributional head: --atoms returns on [--v-min, --v-max] per action, cross-entropy loss (Bellemare et al. 2017)");
+  cmd->add_option("--atoms", o.atoms, "C51: atoms of the return distribution")->check(CLI::Range(2, 256))->capture_default_str();
+  cmd->add_option("--v-min", o.v_min, "C51: lowest return of the support")->capture_default_str();
+  cmd->add_option("--v-max", o.v_max, "C51: highest return of the support")->capture_default_str();
+  add_switch(cmd, "--dueling,!--no-dueling", o.dueling, "Dueling head: separate value and advantage streams (Wang et al. 2016)");
+  add_switch(cmd, "--noisy,!--no-noisy", o.noisy, "Noisy linear layers in the head (Fortunato et al. 2018): exploration by learned noise; set --epsilon-start/--epsilon-end 0");
+}
+
 inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
+  cmd->add_option("--adam-eps", o.adam_eps, "Adam epsilon (torch's 1e-8; Rainbow's 1.5e-4)")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (its size in bytes is printed at start)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();

@@ -110,7 +110,7 @@ std::unique_ptr<envs::CanvasGame> make_env(const Options& o, std::int64_t max_st
 template <Backend B>
 nn::Sequential<B> make_network(const Options& o, const envs::CanvasGameConfig& game) {
   return nn::tutorial_dqn<B>(o.stack, game.observation_height, game.observation_width,
-                             static_cast<int>(game.actions.size()), o.hidden);
+                             o.dqn.head(static_cast<int>(game.actions.size())), o.hidden);
 }
 
 template <Backend B>
@@ -188,7 +188,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
                                 "--policy random or noop)");
     auto net = make_network<B>(o, game);
     nn::load_weights(ctx, net, o.weights);
-    rl::DqnConfig config;
+    const rl::DqnConfig config = o.dqn.dqn_config();  // its head
     agent = std::make_unique<rl::Dqn<B>>(
         ctx, std::move(net), Shape{o.stack, game.observation_height, game.observation_width}, actions, config);
   }
@@ -286,8 +286,11 @@ int main(int argc, char** argv) {
   CLI::App app{"qrl Dino: a DQN that learns Chrome Dino (or a canvas game from --game-config) from pixels"};
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
+  const std::string algorithm = examples::algorithm_from_command_line(argc, argv, o.dqn.algorithm);
+  examples::apply_algorithm(algorithm, o.dqn);
   auto add_common = [&](CLI::App* cmd) {
     examples::add_backend_option(cmd, o.backend);
+    examples::add_head_options(cmd, o.dqn);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
@@ -329,6 +332,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'dino train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("dino", app, argc, argv, [&] {
+    examples::check_algorithm(o.dqn, algorithm);
     return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));

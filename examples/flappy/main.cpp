@@ -75,8 +75,9 @@ nn::Sequential<B> make_network(const Options& o) {
   require(o.network == "tutorial" || o.hidden == Options{}.hidden, "--hidden ", o.hidden,
           " sizes the tutorial network only; the nature network's hidden layer has 512 units: drop --hidden, or add "
           "--network tutorial");
-  if (o.network == "nature") return nn::nature_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount);
-  return nn::tutorial_dqn<B>(o.stack, o.frame_size, o.frame_size, envs::FlappyBird::kActionCount, o.hidden);
+  const auto head = o.dqn.head(envs::FlappyBird::kActionCount);
+  if (o.network == "nature") return nn::nature_dqn<B>(o.stack, o.frame_size, o.frame_size, head);
+  return nn::tutorial_dqn<B>(o.stack, o.frame_size, o.frame_size, head, o.hidden);
 }
 
 // The planner's play as the agent sees it: seeded episodes (their seeds
@@ -199,7 +200,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'flappy train', or use "
                                 "--policy random)");
     nn::load_weights(ctx, net, o.weights);
-    rl::DqnConfig config;
+    const rl::DqnConfig config = o.dqn.dqn_config();  // its head
     agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, o.frame_size, o.frame_size},
                                          envs::FlappyBird::kActionCount, config);
   }
@@ -266,8 +267,11 @@ int main(int argc, char** argv) {
   CLI::App app{"qrl Flappy Bird: a DQN that learns Flappy Bird from pixels"};
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
+  const std::string algorithm = examples::algorithm_from_command_line(argc, argv, o.dqn.algorithm);
+  examples::apply_algorithm(algorithm, o.dqn);
   auto add_common = [&](CLI::App* cmd) {
     examples::add_backend_option(cmd, o.backend);
+    examples::add_head_options(cmd, o.dqn);
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square)")->check(CLI::IsMember({80, 84}))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
@@ -306,6 +310,7 @@ int main(int argc, char** argv) {
   plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'flappy train'")->required()->check(CLI::ExistingDirectory);
 
   return examples::run_main("flappy", app, argc, argv, [&] {
+    examples::check_algorithm(o.dqn, algorithm);
     return examples::with_backend(o.backend, [&](auto tag) {
       using B = decltype(tag);
       if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
