@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <fstream>
 #include <string>
 
 #include <qrl/backend/op_args.hpp>
@@ -121,13 +122,34 @@ inline void apply_algorithm(const std::string& name, DqnOptions& o) {
   if (rainbow) o.epsilon_start = o.epsilon_end = 0.0;  // noisy nets explore
 }
 
-// --algorithm NAME (or --algorithm=NAME) from the command line, applied
-// before the flags are declared so that their defaults (and --help) show
-// the preset and flags given beside it win. check_algorithm() then refuses a
-// preset that reached the options another way (a --config file), which
-// would otherwise be recorded without having been applied.
-inline std::string algorithm_from_command_line(int argc, char** argv, const std::string& example_default) {
-  std::string name = example_default;
+// The preset to apply before the flags are declared (so that their defaults,
+// and --help, show it and flags given beside it win): --algorithm NAME (or
+// --algorithm=NAME) on the command line, else an `algorithm = "NAME"` line
+// of the config file the run reads (--config FILE, or RUN_DIR/config.toml
+// on --resume RUN_DIR), else the example's default. check_algorithm() then
+// refuses a preset that reached the options any other way.
+inline std::string algorithm_to_apply(int argc, char** argv, const std::string& example_default) {
+  std::string name = example_default, config;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) config = argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) config = a.substr(9);
+    std::string resume;
+    if (a == "--resume" && i + 1 < argc) resume = argv[i + 1];
+    if (a.rfind("--resume=", 0) == 0) resume = a.substr(9);
+    if (!resume.empty() && config.empty()) config = (resume_run_dir(resume) / "config.toml").string();
+  }
+  if (!config.empty()) {
+    std::ifstream in(config);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto key = line.find("algorithm");
+      const auto eq = line.find('=');
+      if (key == std::string::npos || eq == std::string::npos || key > eq || line.find('#') < key) continue;
+      const auto open = line.find('"', eq), close = line.rfind('"');
+      if (open != std::string::npos && close > open) name = line.substr(open + 1, close - open - 1);
+    }
+  }
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--algorithm" && i + 1 < argc) name = argv[i + 1];
@@ -136,8 +158,8 @@ inline std::string algorithm_from_command_line(int argc, char** argv, const std:
   return name;
 }
 inline void check_algorithm(const DqnOptions& o, const std::string& applied) {
-  require(o.algorithm == applied, "--algorithm ", o.algorithm, " came from a config file; give it on the command "
-          "line (it sets the defaults of the other flags)");
+  require(o.algorithm == applied, "--algorithm ", o.algorithm, " was read after the presets were applied (",
+          applied, "); give it on the command line");
 }
 
 // The head's flags, for train, play and eval alike (the weights only load

@@ -20,6 +20,15 @@
 
 namespace qrl::examples {
 
+// The run directory a --resume argument belongs to.
+inline std::filesystem::path resume_run_dir(const std::string& resume) {
+  std::filesystem::path p(resume);
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.filename().string().rfind("step_", 0) == 0 || p.filename().string().rfind("debug_", 0) == 0)
+    return p.parent_path().parent_path();
+  return p;
+}
+
 inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const auto s = static_cast<long long>(seconds + 0.5);

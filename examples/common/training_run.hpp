@@ -75,15 +75,6 @@ inline void add_run_options(CLI::App* cmd, RunOptions& o) {
       ->configurable(false);
 }
 
-// The run directory a --resume argument belongs to.
-inline std::filesystem::path resume_run_dir(const std::string& resume) {
-  std::filesystem::path p(resume);
-  if (p.filename().empty()) p = p.parent_path();
-  if (p.filename().string().rfind("step_", 0) == 0 || p.filename().string().rfind("debug_", 0) == 0)
-    return p.parent_path().parent_path();
-  return p;
-}
-
 // --config FILE (TOML, as CLI11 reads it). With --resume RUN_DIR and no
 // --config, RUN_DIR/config.toml is read, so a resumed run keeps its settings;
 // flags given on the command line still win.

@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
   CLI::App app{"qrl Flappy Bird: a DQN that learns Flappy Bird from pixels"};
   app.require_subcommand(1);
   examples::add_config_option(app, argc, argv);
-  const std::string algorithm = examples::algorithm_from_command_line(argc, argv, o.dqn.algorithm);
+  const std::string algorithm = examples::algorithm_to_apply(argc, argv, o.dqn.algorithm);
   examples::apply_algorithm(algorithm, o.dqn);
   auto add_common = [&](CLI::App* cmd) {
     examples::add_backend_option(cmd, o.backend);
