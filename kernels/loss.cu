@@ -26,30 +26,15 @@ __global__ void elementwise_loss_kernel(Element element, const float* prediction
   if (threadIdx.x == 0) *loss_out = static_cast<float>(total / static_cast<double>(n));
 }
 
-__global__ void td_loss_kernel(TdLossArgs a) {
-  const TdRow row;
+// A TD step's row functor (TdRow, CategoricalTdRow) over the batch, one
+// thread per row in one block; loss and Q reduced in double, as the CPU does.
+template <class Row, class Args>
+__global__ void td_rows_kernel(Row row, Args a) {
   double loss = 0.0, q_sum = 0.0;
   for (int i = threadIdx.x; i < a.batch; i += blockDim.x) {
     const auto out = row(a, i);
     loss += out.loss;
     loss += out.margin;
-    q_sum += out.q;
-  }
-  loss = block_sum(loss);
-  q_sum = block_sum(q_sum);
-  if (threadIdx.x == 0) {
-    *a.loss_out = static_cast<float>(loss / a.batch);
-    if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
-  }
-}
-
-// One thread per row, one block: a minibatch of rows, reduced in the block.
-__global__ void categorical_td_loss_kernel(CategoricalTdArgs a) {
-  const CategoricalTdRow row;
-  double loss = 0.0, q_sum = 0.0;
-  for (int i = threadIdx.x; i < a.batch; i += blockDim.x) {
-    const auto out = row(a, i);
-    loss += out.loss;
     q_sum += out.q;
   }
   loss = block_sum(loss);
@@ -69,7 +54,7 @@ __global__ void categorical_q_kernel(const float* logits, std::int64_t count, Ca
 }  // namespace
 
 void launch_categorical_td_loss(const CategoricalTdArgs& args, cudaStream_t stream) {
-  categorical_td_loss_kernel<<<1, threads_per_block, 0, stream>>>(args);
+  td_rows_kernel<<<1, threads_per_block, 0, stream>>>(CategoricalTdRow{}, args);
 }
 void launch_categorical_q(const float* logits, int rows, int actions, CategoricalSupport support, float* q,
                           cudaStream_t stream) {
@@ -88,7 +73,7 @@ void launch_elementwise_loss(SquaredElement element, const float* prediction, co
   elementwise_loss_kernel<<<1, reduce_threads, 0, stream>>>(element, prediction, target, n, grad, loss_out);
 }
 void launch_td_loss(const TdLossArgs& args, cudaStream_t stream) {
-  td_loss_kernel<<<1, threads_per_block, 0, stream>>>(args);
+  td_rows_kernel<<<1, threads_per_block, 0, stream>>>(TdRow{}, args);
 }
 
 }  // namespace qrl::kernels

@@ -432,26 +432,21 @@ TEST_SUITE("atari") {
     CHECK_THROWS_WITH_AS(b.load_state(short_screen), doctest::Contains("expected 33600"), qrl::Error);
   }
 
+  // 12x12 observations and a tiny network so it takes seconds; 150-step
+  // episodes so several no-op resets happen on both sides of the save at
+  // step 500, which falls mid-episode.
+  Atari tiny_pong(int) {
+    AtariConfig config = game("pong");
+    config.screen_size = 12;
+    config.max_episode_steps = 150;
+    return Atari(config);
+  }
+
   TEST_CASE("exact resume on Pong: N steps straight == N/2, checkpoint, fresh env and agent, N/2 (bitwise)") {
-    // 12x12 observations and a tiny network so it takes seconds; 150-step
-    // episodes so several no-op resets happen on both sides of the save at
-    // step 500, which falls mid-episode.
-    auto tiny = [] {
-      AtariConfig config = game("pong");
-      config.screen_size = 12;
-      config.max_episode_steps = 150;
-      return Atari(config);
-    };
-    qrl::test::exact_resume([&](int) { return tiny(); }, 12, 1000, 700, "atari");
+    qrl::test::exact_resume(tiny_pong, 12, 1000, 700, "atari");
   }
 
   TEST_CASE("exact resume on Pong with --envs 2 (bitwise)") {
-    auto tiny = [] {
-      AtariConfig config = game("pong");
-      config.screen_size = 12;
-      config.max_episode_steps = 150;
-      return Atari(config);
-    };
-    qrl::test::exact_resume([&](int) { return tiny(); }, 12, 1000, 700, "atari2", 2);
+    qrl::test::exact_resume(tiny_pong, 12, 1000, 700, "atari2", 2);
   }
 }

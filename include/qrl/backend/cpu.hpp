@@ -299,8 +299,10 @@ struct backend_traits<cpu> {
     return static_cast<float>(total / static_cast<double>(n));
   }
 
-  static void td_loss(Context&, const TdLossArgs& a) {
-    const kernels::TdRow row;
+  // A TD step is a row functor (kernels::TdRow, CategoricalTdRow) run over
+  // the batch; the mean loss and Q are reduced in double, in row order.
+  template <class Row, class Args>
+  static void td_rows(const Row& row, const Args& a) {
     double loss = 0.0, q_sum = 0.0;
     for (int i = 0; i < a.batch; ++i) {
       const auto out = row(a, i);
@@ -311,19 +313,10 @@ struct backend_traits<cpu> {
     *a.loss_out = static_cast<float>(loss / a.batch);
     if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
   }
+  static void td_loss(Context&, const TdLossArgs& a) { td_rows(kernels::TdRow{}, a); }
 
   // The distributional head's TD step and its Q values (kernels/categorical.cuh).
-  static void categorical_td_loss(Context&, const CategoricalTdArgs& a) {
-    const kernels::CategoricalTdRow row;
-    double loss = 0.0, q_sum = 0.0;
-    for (int i = 0; i < a.batch; ++i) {
-      const auto out = row(a, i);
-      loss += out.loss;
-      q_sum += out.q;
-    }
-    *a.loss_out = static_cast<float>(loss / a.batch);
-    if (a.q_mean_out) *a.q_mean_out = static_cast<float>(q_sum / a.batch);
-  }
+  static void categorical_td_loss(Context&, const CategoricalTdArgs& a) { td_rows(kernels::CategoricalTdRow{}, a); }
   // q[r, a] = sum_j z_j softmax(logits[r, a, :])_j for `rows` rows of `actions` actions.
   static void categorical_q(Context&, const float* logits, int rows, int actions, CategoricalSupport support,
                             float* q) {

@@ -83,8 +83,9 @@ QRL_HOST_DEVICE inline void categorical_projection(const CategoricalSupport& s, 
 // KL loss up to the target's entropy, which does not depend on the weights).
 struct CategoricalTdRow {
   struct Out {
-    float loss = 0.0f;  // weighted cross-entropy
-    float q = 0.0f;     // expected Q(s, a)
+    float loss = 0.0f;    // weighted cross-entropy
+    float margin = 0.0f;  // no DQfD margin on this head
+    float q = 0.0f;       // expected Q(s, a)
   };
   QRL_HOST_DEVICE Out operator()(const CategoricalTdArgs& a, int i) const {
     const CategoricalSupport s = a.support;
@@ -111,7 +112,7 @@ struct CategoricalTdRow {
     for (std::int64_t k = 0; k < stride; ++k) grad[k] = 0.0f;
     for (int j = 0; j < atoms; ++j) grad[std::int64_t{action} * atoms + j] = (p[j] - m[j]) * scale;
     if (a.td_error_out) a.td_error_out[i] = cross_entropy;
-    return {cross_entropy * weight, q};
+    return {cross_entropy * weight, 0.0f, q};
   }
 };
 
