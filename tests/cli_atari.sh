@@ -99,9 +99,9 @@ cmp -s "$work/run/episodes.csv" "$work/split/episodes.csv" 2>/dev/null || [ ! -s
 expect_error "no such run or checkpoint directory" train --resume "$work/nowhere"
 
 # The same with two envs stepped together, and with the Rainbow parts that
-# carry state (n-step windows, prioritized replay's priorities, two updates
+# carry state (Rainbow: n-step windows, priorities, noise streams; two updates
 # per round, Polyak averaging): stopped and resumed, the same weights.
-parts=(--envs 2 --n-step 3 --prioritized --gradient-steps 2 --tau 0.5 --target-update 8)
+parts=(--algorithm rainbow --envs 2 --gradient-steps 2 --tau 0.5 --target-update 8)
 "$atari" train "${train_args[@]}" "${parts[@]}" --run-dir "$work/run2x" >"$work/run2x.txt" 2>&1 ||
   fail "train ${parts[*]} failed: $(tail -n 5 "$work/run2x.txt")"
 "$atari" train "${train_args[@]}" "${parts[@]}" --run-dir "$work/split2x" --stop-after 150 >"$work/split2x1.txt" 2>&1 ||

@@ -131,7 +131,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, 84, 84});
 
-  const rl::DqnConfig config = o.dqn.dqn_config();
+  const rl::DqnConfig config = o.dqn.dqn_config(o.seed);
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, 84, 84}, actions, config);
 
   rl::TrainerConfig trainer_config;
@@ -186,7 +186,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
                                 "--policy random)");
     auto net = make_network<B>(o, actions);
     nn::load_weights(ctx, net, o.weights);
-    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, o.dqn.dqn_config());
+    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, 84, 84}, actions, o.dqn.dqn_config(o.seed));
   }
   std::vector<double> scores(static_cast<std::size_t>(o.episodes)), returns(scores.size());
   // --gif records the RGB screen of the episodes env 0 plays (all of them

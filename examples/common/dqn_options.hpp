@@ -51,7 +51,8 @@ struct DqnOptions {
   double epsilon_end = 0.001;
   double exploration_fraction = 0.5;
 
-  rl::DqnConfig dqn_config() const {
+  // `seed`: the run's --seed, from which the noisy layers' stream derives.
+  rl::DqnConfig dqn_config(std::uint64_t seed) const {
     rl::DqnConfig config;
     config.gamma = gamma;
     config.batch_size = batch_size;
@@ -61,6 +62,7 @@ struct DqnOptions {
     config.adam.eps = adam_eps;
     config.adam.max_grad_norm = max_grad_norm;
     if (c51) config.distributional = CategoricalSupport{atoms, v_min, v_max};
+    config.noise_seed = seed ^ 0x9015e5eedULL;
     return config;
   }
 

@@ -133,7 +133,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, height, width});
 
-  const rl::DqnConfig config = o.dqn.dqn_config();
+  const rl::DqnConfig config = o.dqn.dqn_config(o.seed);
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, height, width}, actions, config);
 
   rl::TrainerConfig trainer_config;
@@ -188,7 +188,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
                                 "--policy random or noop)");
     auto net = make_network<B>(o, game);
     nn::load_weights(ctx, net, o.weights);
-    const rl::DqnConfig config = o.dqn.dqn_config();  // its head
+    const rl::DqnConfig config = o.dqn.dqn_config(o.seed);  // its head
     agent = std::make_unique<rl::Dqn<B>>(
         ctx, std::move(net), Shape{o.stack, game.observation_height, game.observation_width}, actions, config);
   }

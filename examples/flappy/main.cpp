@@ -153,7 +153,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
   std::cout << net.summary({1, o.stack, o.frame_size, o.frame_size});
 
-  rl::DqnConfig config = o.dqn.dqn_config();
+  rl::DqnConfig config = o.dqn.dqn_config(o.seed);
   config.demonstration_rows = o.demonstration_rows;
   config.demonstration_margin = o.demonstration_margin;
   rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
@@ -200,7 +200,7 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
     require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'flappy train', or use "
                                 "--policy random)");
     nn::load_weights(ctx, net, o.weights);
-    const rl::DqnConfig config = o.dqn.dqn_config();  // its head
+    const rl::DqnConfig config = o.dqn.dqn_config(o.seed);  // its head
     agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, o.frame_size, o.frame_size},
                                          envs::FlappyBird::kActionCount, config);
   }

@@ -5,6 +5,7 @@
 #include <qrl/env/env.hpp>
 #include <qrl/log/svg_plot.hpp>
 #include <qrl/log/tensorboard.hpp>
+#include <qrl/nn/heads.hpp>
 #include <qrl/nn/loss.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/nn/sequential.hpp>

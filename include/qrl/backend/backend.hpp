@@ -48,6 +48,11 @@ concept Backend = requires {
   backend_traits<B>::td_loss(ctx, std::declval<const TdLossArgs&>());
   backend_traits<B>::categorical_td_loss(ctx, std::declval<const CategoricalTdArgs&>());
   backend_traits<B>::categorical_q(ctx, cf, 1, 1, CategoricalSupport{}, f);
+  backend_traits<B>::noisy_compose(ctx, cf, cf, cf, cf, f, std::int64_t{1}, std::int64_t{1});
+  backend_traits<B>::noisy_scale(ctx, cf, cf, cf, f, std::int64_t{1}, std::int64_t{1});
+  backend_traits<B>::dueling_forward(ctx, cf, cf, f, std::int64_t{1}, 2, 1);
+  backend_traits<B>::dueling_backward(ctx, cf, f, f, std::int64_t{1}, 2, 1);
+  backend_traits<B>::add_into(ctx, cf, f, n);
 };
 
 }  // namespace qrl

@@ -20,6 +20,7 @@
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/kernels/categorical.cuh>
+#include <qrl/kernels/heads.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/pool.cuh>
 
@@ -95,6 +96,37 @@ struct backend_traits<cpu> {
     std::fill_n(grad_bias, cols, 0.0f);
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t c = 0; c < cols; ++c) grad_bias[c] += grad_y[r * cols + c];
+  }
+
+  // ---- Q-network heads (kernels/heads.cuh) ----------------------------------
+  // out[r, c] = mu + sigma * f_rows[r] * f_cols[c] (noisy weights).
+  static void noisy_compose(Context&, const float* mu, const float* sigma, const float* f_rows, const float* f_cols,
+                            float* out, std::int64_t rows, std::int64_t cols) {
+    const kernels::NoisyCompose f;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) out[r * cols + c] = f(mu[r * cols + c], sigma[r * cols + c], f_rows[r], f_cols[c]);
+  }
+  // out[r, c] = grad * f_rows[r] * f_cols[c] (dLoss/dsigma).
+  static void noisy_scale(Context&, const float* grad, const float* f_rows, const float* f_cols, float* out,
+                          std::int64_t rows, std::int64_t cols) {
+    const kernels::NoisyScale f;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) out[r * cols + c] = f(grad[r * cols + c], f_rows[r], f_cols[c]);
+  }
+  static void dueling_forward(Context&, const float* value, const float* advantage, float* out, std::int64_t batch,
+                              int actions, int atoms) {
+    const kernels::DuelingCombine f{actions, atoms};
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (int j = 0; j < atoms; ++j) f(value, advantage, out, b, j);
+  }
+  static void dueling_backward(Context&, const float* grad_out, float* grad_value, float* grad_advantage,
+                               std::int64_t batch, int actions, int atoms) {
+    const kernels::DuelingCombineBackward f{actions, atoms};
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (int j = 0; j < atoms; ++j) f(grad_out, grad_value, grad_advantage, b, j);
+  }
+  static void add_into(Context&, const float* src, float* dst, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
   }
 
   // ---- element-wise ---------------------------------------------------------

@@ -799,6 +799,37 @@ struct backend_traits<cuda> {
     return host;
   }
 
+  // ---- Q-network heads (kernels/heads.cu) ----------------------------------
+  static void noisy_compose(Context& ctx, const float* mu, const float* sigma, const float* f_rows,
+                            const float* f_cols, float* out, std::int64_t rows, std::int64_t cols) {
+    ctx.note({mu, sigma, f_rows, f_cols, out});
+    kernels::launch_noisy_compose(mu, sigma, f_rows, f_cols, out, rows, cols, ctx.stream());
+    cuda_detail::check_launch("launch_noisy_compose");
+  }
+  static void noisy_scale(Context& ctx, const float* grad, const float* f_rows, const float* f_cols, float* out,
+                          std::int64_t rows, std::int64_t cols) {
+    ctx.note({grad, f_rows, f_cols, out});
+    kernels::launch_noisy_scale(grad, f_rows, f_cols, out, rows, cols, ctx.stream());
+    cuda_detail::check_launch("launch_noisy_scale");
+  }
+  static void dueling_forward(Context& ctx, const float* value, const float* advantage, float* out,
+                              std::int64_t batch, int actions, int atoms) {
+    ctx.note({value, advantage, out});
+    kernels::launch_dueling_forward({actions, atoms}, value, advantage, out, batch, ctx.stream());
+    cuda_detail::check_launch("launch_dueling_forward");
+  }
+  static void dueling_backward(Context& ctx, const float* grad_out, float* grad_value, float* grad_advantage,
+                               std::int64_t batch, int actions, int atoms) {
+    ctx.note({grad_out, grad_value, grad_advantage});
+    kernels::launch_dueling_backward({actions, atoms}, grad_out, grad_value, grad_advantage, batch, ctx.stream());
+    cuda_detail::check_launch("launch_dueling_backward");
+  }
+  static void add_into(Context& ctx, const float* src, float* dst, std::size_t n) {
+    ctx.note({src, dst});
+    kernels::launch_add_into(src, dst, static_cast<std::int64_t>(n), ctx.stream());
+    cuda_detail::check_launch("launch_add_into");
+  }
+
   static void categorical_td_loss(Context& ctx, const CategoricalTdArgs& a) {
     ctx.note({a.logits, a.next_logits, a.q_select, a.action, a.reward, a.discount, a.weights, a.grad_logits,
               a.td_error_out, a.loss_out, a.q_mean_out});

@@ -14,6 +14,7 @@
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/kernels/categorical.cuh>
+#include <qrl/kernels/heads.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/preprocess.cuh>
 #include <qrl/kernels/random.cuh>
@@ -74,6 +75,16 @@ void launch_elementwise_loss(SquaredElement element, const float* prediction, co
 
 // The fused TD step of TdLossArgs, one launch; all pointers are device memory.
 void launch_td_loss(const TdLossArgs& args, cudaStream_t stream);
+// The Q-network heads (kernels/heads.cu): noisy weights, the dueling combination, dst += src.
+void launch_noisy_compose(const float* mu, const float* sigma, const float* f_rows, const float* f_cols, float* out,
+                          std::int64_t rows, std::int64_t cols, cudaStream_t stream);
+void launch_noisy_scale(const float* grad, const float* f_rows, const float* f_cols, float* out, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream);
+void launch_dueling_forward(DuelingCombine f, const float* value, const float* advantage, float* out,
+                            std::int64_t batch, cudaStream_t stream);
+void launch_dueling_backward(DuelingCombineBackward f, const float* grad_out, float* grad_value,
+                             float* grad_advantage, std::int64_t batch, cudaStream_t stream);
+void launch_add_into(const float* src, float* dst, std::int64_t n, cudaStream_t stream);
 // The categorical (C51) TD step, one launch; and expected Q from logits.
 void launch_categorical_td_loss(const CategoricalTdArgs& args, cudaStream_t stream);
 void launch_categorical_q(const float* logits, int rows, int actions, CategoricalSupport support, float* q,

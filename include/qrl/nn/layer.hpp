@@ -56,6 +56,12 @@ class Layer {
   virtual void initialize(Context<B>&, Rng&, Init) {}
   // A new layer with the same configuration and a copy of the weights.
   virtual std::unique_ptr<Layer> clone(Context<B>& ctx) const = 0;
+  // Noisy layers (NoisyDense, and layers holding them): draw a new noise
+  // sample, used by every forward until the next draw; or switch the noise
+  // off (the mean weights, for greedy evaluation). No-ops elsewhere.
+  virtual bool noisy() const { return false; }
+  virtual void resample_noise(Context<B>&, Rng&) {}
+  virtual void set_noise(Context<B>&, bool) {}
 };
 
 namespace detail {

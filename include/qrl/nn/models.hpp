@@ -1,4 +1,5 @@
 #pragma once
+#include <qrl/nn/heads.hpp>
 #include <qrl/nn/sequential.hpp>
 
 namespace qrl::nn {
@@ -14,12 +15,29 @@ struct QHeadShape {
   int outputs() const { return actions * atoms; }
 };
 
-// Appends the head: features -> hidden -> ReLU -> actions * atoms.
+// Appends the head: features -> hidden -> ReLU -> actions * atoms, through
+// plain or noisy linear layers; with `dueling`, as two such streams (value:
+// atoms outputs, advantage: actions * atoms), each with its own hidden
+// layer as in Wang et al. 2016.
 template <Backend B>
 void add_q_head(Sequential<B>& net, int features, int hidden, const QHeadShape& head) {
-  require(!head.dueling && !head.noisy, "the dueling and noisy heads are not built into this qrl yet");
-  net.template add<Dense>(features, hidden).template add<ReLU>();
-  net.template add<Dense>(hidden, head.outputs());
+  auto stream = [&](Sequential<B>& s, int outputs) {
+    if (head.noisy) {
+      s.template add<NoisyDense>(features, hidden).template add<ReLU>();
+      s.template add<NoisyDense>(hidden, outputs);
+    } else {
+      s.template add<Dense>(features, hidden).template add<ReLU>();
+      s.template add<Dense>(hidden, outputs);
+    }
+  };
+  if (!head.dueling) {
+    stream(net, head.outputs());
+    return;
+  }
+  Sequential<B> value, advantage;
+  stream(value, head.atoms);
+  stream(advantage, head.outputs());
+  net.add(std::make_unique<Dueling<B>>(std::move(value), std::move(advantage), head.actions, head.atoms));
 }
 
 // The DeepMind Nature DQN (Mnih et al. 2015) for [frames, 84, 84] input.

@@ -54,6 +54,26 @@ class Sequential {
     for (std::size_t i = layers_.size(); i-- > 0;) grad = layers_[i]->backward(ctx, grad, i > 0);
   }
 
+  // The same, returning dLoss/dinput (for a Sequential inside a layer).
+  TensorView<B, const float> backward_to_input(Context<B>& ctx, TensorView<B, const float> grad) {
+    for (std::size_t i = layers_.size(); i-- > 0;) grad = layers_[i]->backward(ctx, grad, true);
+    return grad;
+  }
+
+  // Noisy layers, in layer order (each draws its input noise, then its
+  // output noise, from `rng`, so a seed fixes the sample).
+  bool noisy() const {
+    for (const auto& layer : layers_)
+      if (layer->noisy()) return true;
+    return false;
+  }
+  void resample_noise(Context<B>& ctx, Rng& rng) {
+    for (auto& layer : layers_) layer->resample_noise(ctx, rng);
+  }
+  void set_noise(Context<B>& ctx, bool enabled) {
+    for (auto& layer : layers_) layer->set_noise(ctx, enabled);
+  }
+
   // Named "<layer index>.weight" as in a PyTorch nn.Sequential state_dict, so a
   // qrl checkpoint loads into the same torch.nn.Sequential without renaming.
   std::vector<Parameter<B>> parameters() {

@@ -512,6 +512,7 @@ nlohmann::json agent_config_json(Dqn<B>& agent) {
   return {{"observation_shape", {o[0], o[1], o[2]}},
           {"actions", agent.action_count()},
           {"head", agent.head_name()},
+          {"noisy", agent.online().noisy()},
           {"distributional", distributional},
           {"gamma", c.gamma},
           {"batch_size", c.batch_size},
@@ -552,7 +553,10 @@ nlohmann::json save_agent(CheckpointWriter& out, Dqn<B>& agent, Context<B>& ctx,
   }
   out.file("model.safetensors", io::encode_safetensors(model));
   out.file("training.safetensors", io::encode_safetensors(training));
-  return {{"updates", agent.updates()}, {"adam_steps", agent.optimizer().steps()}, {"config", agent_config_json(agent)}};
+  return {{"updates", agent.updates()},
+          {"adam_steps", agent.optimizer().steps()},
+          {"noise_rng", io::rng_state_json(agent.noise_state())},
+          {"config", agent_config_json(agent)}};
 }
 
 template <Backend B>
@@ -579,6 +583,7 @@ void load_agent(const std::filesystem::path& dir, const nlohmann::json& state, D
   }
   agent.set_updates(updates);
   agent.optimizer().set_steps(adam_steps);
+  agent.set_noise_state(io::rng_state_from_json(section(ja, "noise_rng", where), "state.json agent.noise_rng"));
 }
 
 inline nlohmann::json epsilon_json(const EpsilonSchedule& e, std::int64_t step) {

@@ -34,6 +34,10 @@ struct DqnConfig {
   // The target rule: Double DQN (the online network picks the next action,
   // the target network values it) or the max of the target network.
   bool double_dqn = true;
+  // Noisy layers' noise stream (exploration by noisy nets): a new sample for
+  // every acting forward of act_batch() and for both networks at every
+  // update. Unused by networks without noisy layers.
+  std::uint64_t noise_seed = 0x9015e5eedULL;
   optim::AdamConfig adam{};
   // DQfD (Hester et al. 2018), used once demonstrations are attached: the
   // share of every batch drawn from them, and their large-margin term.
@@ -118,7 +122,8 @@ class Dqn {
         actions_(actions),
         config_(config),
         head_(detail::make_value_head<B>(config)),
-        optimizer_(ctx, online_, config.adam) {
+        optimizer_(ctx, online_, config.adam),
+        noise_rng_(config.noise_seed) {
     require(observation.rank() == 3, "Dqn: observation shape must be [stack, height, width], got ",
             observation.str());
     require(actions >= 2, "Dqn: need at least two actions, got ", actions);
@@ -149,6 +154,9 @@ class Dqn {
   nn::Sequential<B>& target() { return target_; }
   optim::Adam<B>& optimizer() { return optimizer_; }
   std::int64_t updates() const { return updates_; }
+  // The noisy layers' noise stream, for checkpoints.
+  const Rng::State& noise_state() const { return noise_rng_.state(); }
+  void set_noise_state(const Rng::State& s) { noise_rng_.set_state(s); }
   void set_updates(std::int64_t updates) { updates_ = updates; }
 
   // Q(s, ·) for a batch of stacked uint8 states [N, stack, H, W] on the host.
@@ -199,6 +207,7 @@ class Dqn {
       }
     }
     if (!any_greedy) return;
+    if (online_.noisy()) online_.resample_noise(*ctx_, noise_rng_);
     const auto q = q_values(states, count);
     for (int i = 0; i < count; ++i) {
       if (actions[i] >= 0) continue;
@@ -228,6 +237,10 @@ class Dqn {
     if (!batch.slots.empty()) {  // prioritized replay wants each row's priority
       td_errors_.resize({n});
       td_errors = td_errors_.data();
+    }
+    if (online_.noisy()) {  // independent samples for the two networks (Fortunato et al. 2018, Algorithm 1)
+      online_.resample_noise(ctx, noise_rng_);
+      target_.resample_noise(ctx, noise_rng_);
     }
     std::visit([&](const auto& head) { td_step(head, batch, weights, td_errors, demonstration_rows); }, head_);
     online_.backward(ctx, grad_q_.view());
@@ -335,6 +348,7 @@ class Dqn {
   detail::ValueHead<B> head_;
   optim::Adam<B> optimizer_;
   std::int64_t updates_ = 0;
+  Rng noise_rng_;
   Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, act_q_, td_errors_;
   Tensor<B, std::uint8_t> act_states_;
 };
