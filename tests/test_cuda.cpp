@@ -22,6 +22,7 @@
 
 #include <qrl/env/preprocess.hpp>
 #include <qrl/nn/loss.hpp>
+#include <qrl/nn/heads.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/optim/adam.hpp>
 #include <qrl/rl/cuda_graph.hpp>
@@ -395,6 +396,45 @@ TEST_SUITE("cuda") {
     }
     // Greedy with probability 0.75 + 0.25 / 4 = 0.8125; 4096 draws: sd 0.006.
     CHECK(greedy / double(envs) == doctest::Approx(0.8125).epsilon(0.04));
+  }
+
+  TEST_CASE("cuda: the noisy dueling C51 head gives the CPU's outputs and gradients (atol 1e-5 rms + rtol 1e-4)") {
+    if (!test::backend_available<cuda>()) return;
+    check_layer<nn::NoisyDense>({4, 7}, 1e-6, 1e-5, 7, 5, 0.5f);  // noise off: the mean weights
+    Context<cpu> cc;
+    Context<cuda> gc;
+    auto build = [](auto tag, auto& ctx) {
+      using B = decltype(tag);
+      nn::Sequential<B> net;
+      net.template add<nn::Flatten>();
+      nn::add_q_head(net, 12, 16, nn::QHeadShape{3, 5, true, true});
+      Rng init(3), noise(4);
+      net.initialize(ctx, init, nn::Init::pytorch_default);
+      net.resample_noise(ctx, noise);
+      return net;
+    };
+    auto nc = build(cpu{}, cc);
+    auto ng = build(cuda{}, gc);
+    Rng data(5);
+    const auto x = test::random_vector(8 * 12, data), gy = test::random_vector(8 * 15, data);
+    auto xc = from_host<cpu, float>(cc, x, {8, 12});
+    auto xg = from_host<cuda, float>(gc, x, {8, 12});
+    const auto yc = to_host(cc, nc.forward(cc, xc.view()));
+    const auto yg = to_host(gc, ng.forward(gc, xg.view()));
+    CHECK(usable(yc));
+    CHECK(all_close(yg, yc, 1e-5 * rms(yc), 1e-4, "noisy dueling head output"));
+    auto gyc = from_host<cpu, float>(cc, gy, {8, 15});
+    auto gyg = from_host<cuda, float>(gc, gy, {8, 15});
+    nc.backward(cc, gyc.view());
+    ng.backward(gc, gyg.view());
+    auto pc = nc.parameters();
+    auto pg = ng.parameters();
+    REQUIRE(pc.size() == pg.size());
+    for (std::size_t i = 0; i < pc.size(); ++i) {
+      const auto a = to_host(cc, *pc[i].grad), b = to_host(gc, *pg[i].grad);
+      CHECK(usable(a));
+      CHECK(all_close(b, a, 1e-5 * rms(a), 1e-4, pc[i].name + " gradient"));
+    }
   }
 
   TEST_CASE("cuda: a whole Double-DQN update gives the CPU's new weights (atol 2e-6 + rtol 1e-4)") {

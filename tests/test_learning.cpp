@@ -446,7 +446,38 @@ TEST_CASE_TEMPLATE_DEFINE("C51 with n-step returns and prioritized replay learns
   check_learned(agent, "C51 + 3-step + prioritized");
 }
 
+TEST_CASE_TEMPLATE_DEFINE("Rainbow (Double, dueling, noisy nets without epsilon, C51, 3-step, prioritized) learns Catch",
+                          B, learns_catch_rainbow) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  Rng init_rng(2024);
+  constexpr int atoms = 11;
+  nn::Sequential<B> net;
+  net.template add<nn::Conv2d>(2, 16, 3, 1, Padding::same).template add<nn::ReLU>();
+  net.template add<nn::Flatten>();
+  nn::add_q_head(net, 16 * 10 * 10, 64, nn::QHeadShape{3, atoms, true, true});
+  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
+  auto config = catch_dqn_config<B>();
+  config.distributional = CategoricalSupport{atoms, -1.0f, 1.0f};
+  rl::Dqn<B> agent(ctx, std::move(net), Shape{2, 10, 10}, 3, config);
+  CHECK(agent.online().noisy());
+  rl::ReplayConfig replay_config{20000, {10, 10, 1}, 2};
+  replay_config.n_step = 3;
+  replay_config.prioritized = rl::PrioritizedConfig{0.5, 0.4, 1.0, 9000};
+  rl::ReplayMemory<B> replay(replay_config);
+  envs::Catch env(10);
+  env::VectorEnv<envs::Catch> one_env(env);
+  auto trainer_config = catch_trainer_config(3000);
+  trainer_config.epsilon = rl::EpsilonSchedule::constant(0.0);  // the noise explores
+  rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, trainer_config);
+  trainer.run(9000);
+  CHECK(std::isfinite(agent.last_stats().loss));
+  agent.online().set_noise(ctx, false);  // evaluated on the mean weights
+  check_learned(agent, "Rainbow");
+}
+
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
@@ -458,6 +489,7 @@ TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 
+#include <qrl/nn/heads.hpp>
 #include <qrl/nn/loss.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/nn/sequential.hpp>
@@ -379,6 +380,133 @@ TEST_CASE_TEMPLATE_DEFINE("Initialisers have the documented statistics", B, init
   CHECK(s3 == doctest::Approx(1.0 / 20.0 / std::sqrt(3.0)).epsilon(0.02));  // U(-b, b) has sd b/sqrt(3)
 }
 
+TEST_CASE_TEMPLATE_DEFINE("NoisyDense: the composed weights by hand, gradients by finite differences", B, noisy_dense) {
+  if (!test::backend_available<B>()) return;
+  LayerGradCheck<B> check;
+  nn::NoisyDense<B> layer(3, 2, 0.5f);
+  layer.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+  // Noise off (never drawn): the mean weights, exactly a Dense layer.
+  const auto mu = to_host(check.ctx, *layer.parameters()[0].value), mu_b = to_host(check.ctx, *layer.parameters()[2].value);
+  const auto sigma = to_host(check.ctx, *layer.parameters()[1].value);
+  CHECK(sigma == std::vector<float>(6, 0.5f / std::sqrt(3.0f)));  // sigma0 / sqrt(in)
+  const std::vector<float> x{0.3f, -1.2f, 2.0f};
+  auto xt = from_host<B, float>(check.ctx, x, {1, 3});
+  auto expect = [&](const std::vector<float>& fi, const std::vector<float>& fo) {
+    std::vector<float> y(2);
+    for (int r = 0; r < 2; ++r) {
+      float acc = 0.0f;
+      for (int c = 0; c < 3; ++c) acc += x[c] * (mu[r * 3 + c] + sigma[r * 3 + c] * (fo[r] * fi[c]));
+      y[r] = acc + mu_b[r] + sigma[0] * fo[r];
+    }
+    return y;
+  };
+  auto y = to_host(check.ctx, layer.forward(check.ctx, xt.view()));
+  auto e = expect({0, 0, 0}, {0, 0});
+  for (int r = 0; r < 2; ++r) CHECK(y[r] == doctest::Approx(e[r]).epsilon(1e-5));
+  // A noise sample: y by hand from the factors f(eps) the layer reports.
+  Rng noise(5);
+  layer.resample_noise(check.ctx, noise);
+  const auto fi = layer.input_noise(), fo = layer.output_noise();
+  CHECK(test::norm(fi) > 0.0);
+  y = to_host(check.ctx, layer.forward(check.ctx, xt.view()));
+  e = expect(fi, fo);
+  for (int r = 0; r < 2; ++r) CHECK(y[r] == doctest::Approx(e[r]).epsilon(1e-5));
+  // The same seed draws the same noise; another seed another.
+  Rng again(5), other(6);
+  layer.resample_noise(check.ctx, again);
+  CHECK(layer.input_noise() == fi);
+  layer.resample_noise(check.ctx, other);
+  CHECK(layer.input_noise() != fi);
+  // All four parameters' gradients with the noise on (sigma's is dW times the noise).
+  layer.resample_noise(check.ctx, noise);
+  check.run(layer, {4, 3}, [&](std::size_t n) { return check.normal(n); });
+  // Switched off again: the mean output.
+  layer.set_noise(check.ctx, false);
+  y = to_host(check.ctx, layer.forward(check.ctx, xt.view()));
+  e = expect({0, 0, 0}, {0, 0});
+  for (int r = 0; r < 2; ++r) CHECK(y[r] == doctest::Approx(e[r]).epsilon(1e-5));
+}
+
+TEST_CASE_TEMPLATE_DEFINE("NoisyDense's weight noise has variance sigma^2 * 2/pi", B, noisy_statistics) {
+  if (!test::backend_available<B>()) return;
+  // W - mu = sigma f(e1) f(e2) with f(e)^2 = |e|, E|e| = sqrt(2/pi): Var = sigma^2 * 2/pi.
+  Context<B> ctx;
+  Rng init(1), noise(2);
+  nn::NoisyDense<B> layer(1, 1, 1.0f);  // sigma = 1
+  layer.initialize(ctx, init, nn::Init::pytorch_default);
+  auto zero = from_host<B, float>(ctx, std::vector<float>{1.0f}, {1, 1});
+  const float mu = to_host(ctx, *layer.parameters()[0].value)[0], mu_b = to_host(ctx, *layer.parameters()[2].value)[0];
+  double sum = 0, sum2 = 0;
+  constexpr int draws = 20000;
+  for (int k = 0; k < draws; ++k) {
+    layer.resample_noise(ctx, noise);
+    const float w = layer.input_noise()[0] * layer.output_noise()[0];
+    const float y = to_host(ctx, layer.forward(ctx, zero.view()))[0];
+    CHECK(y == doctest::Approx(mu + w + mu_b + layer.output_noise()[0]).epsilon(1e-5));
+    sum += w;
+    sum2 += double(w) * w;
+  }
+  const double mean = sum / draws, variance = sum2 / draws - mean * mean;
+  CHECK(std::abs(mean) < 0.03);                                      // 4.5 standard errors of the mean
+  CHECK(variance == doctest::Approx(2.0 / 3.14159265358979).epsilon(0.05));
+}
+
+TEST_CASE_TEMPLATE_DEFINE("Dueling: V + A - mean(A) per atom, gradients, names, noisy streams", B, dueling) {
+  if (!test::backend_available<B>()) return;
+  LayerGradCheck<B> check;
+  for (const int atoms : {1, 3}) {
+    CAPTURE(atoms);
+    nn::Sequential<B> value, advantage;
+    value.template add<nn::Dense>(4, atoms);
+    advantage.template add<nn::Dense>(4, 2 * atoms);
+    nn::Dueling<B> head(std::move(value), std::move(advantage), 2, atoms);
+    head.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+    const auto params = head.parameters();
+    REQUIRE(params.size() == 4);
+    CHECK(params[0].name == "value.0.weight");
+    CHECK(params[3].name == "advantage.0.bias");
+    // By hand for one row: the streams' outputs are affine maps of x.
+    const std::vector<float> x{0.5f, -1.0f, 2.0f, 0.25f};
+    auto xt = from_host<B, float>(check.ctx, x, {1, 4});
+    const auto y = to_host(check.ctx, head.forward(check.ctx, xt.view()));
+    auto affine = [&](const nn::Parameter<B>& w, const nn::Parameter<B>& b) {
+      const auto wv = to_host(check.ctx, *w.value), bv = to_host(check.ctx, *b.value);
+      std::vector<float> out(bv.size());
+      for (std::size_t o = 0; o < out.size(); ++o) {
+        out[o] = bv[o];
+        for (int i = 0; i < 4; ++i) out[o] += wv[o * 4 + i] * x[i];
+      }
+      return out;
+    };
+    const auto v = affine(params[0], params[1]), a = affine(params[2], params[3]);
+    for (int act = 0; act < 2; ++act)
+      for (int j = 0; j < atoms; ++j) {
+        const float mean = (a[j] + a[atoms + j]) / 2;
+        CHECK(y[act * atoms + j] == doctest::Approx(v[j] + a[act * atoms + j] - mean).epsilon(1e-5));
+      }
+    // A constant added to every action's advantage at one atom changes nothing.
+    auto bias = to_host(check.ctx, *params[3].value);
+    for (int act = 0; act < 2; ++act) bias[act * atoms] += 3.0f;
+    upload<B, float>(check.ctx, bias, *params[3].value);
+    const auto shifted = to_host(check.ctx, head.forward(check.ctx, xt.view()));
+    for (std::size_t i = 0; i < y.size(); ++i) CHECK(shifted[i] == doctest::Approx(y[i]).epsilon(1e-5));
+    check.run(head, {3, 4}, [&](std::size_t n) { return check.normal(n); });
+  }
+  // The builder's dueling + noisy head inside a network: parameter names and noise control reach the streams.
+  nn::Sequential<B> net;
+  net.template add<nn::Flatten>();
+  nn::add_q_head(net, 6, 5, nn::QHeadShape{3, 4, true, true});
+  net.initialize(check.ctx, check.rng, nn::Init::pytorch_default);
+  CHECK(net.noisy());
+  CHECK(net.output_shape({2, 6}) == Shape{2, 12});
+  bool found = false;
+  for (auto& p : net.parameters()) found = found || p.name == "1.advantage.2.weight_sigma";
+  CHECK(found);
+  net.resample_noise(check.ctx, check.rng);
+  // A smaller step: the streams' ReLUs must not see a probe cross their kink.
+  check.run(net[1], {2, 6}, [&](std::size_t n) { return check.normal(n); }, 2e-3);
+}
+
 TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cpu);
@@ -390,6 +518,9 @@ TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
 // The same suites on the GPU, labelled "cuda"; each reports a skip (see
@@ -406,5 +537,8 @@ TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cuda);
 TEST_SUITE_END();
 #endif
