@@ -68,6 +68,11 @@ class Rng {
   // reproducibility of the parent beyond one draw.
   Rng split() { return Rng(next_u64()); }
 
+  // The four words; a cached normal() value is not part of them, so a
+  // stream that is checkpointed between draws calls discard_spare() after
+  // each group of normal() draws to keep state() complete.
+  void discard_spare() { has_spare_ = false; }
+
   const State& state() const { return state_; }
   void set_state(const State& s) {
     state_ = s;

@@ -207,7 +207,10 @@ class Dqn {
       }
     }
     if (!any_greedy) return;
-    if (online_.noisy()) online_.resample_noise(*ctx_, noise_rng_);
+    if (online_.noisy()) {
+      online_.resample_noise(*ctx_, noise_rng_);
+      noise_rng_.discard_spare();  // the stream's state() stays complete for checkpoints
+    }
     const auto q = q_values(states, count);
     for (int i = 0; i < count; ++i) {
       if (actions[i] >= 0) continue;
@@ -241,6 +244,7 @@ class Dqn {
     if (online_.noisy()) {  // independent samples for the two networks (Fortunato et al. 2018, Algorithm 1)
       online_.resample_noise(ctx, noise_rng_);
       target_.resample_noise(ctx, noise_rng_);
+      noise_rng_.discard_spare();
     }
     std::visit([&](const auto& head) { td_step(head, batch, weights, td_errors, demonstration_rows); }, head_);
     online_.backward(ctx, grad_q_.view());
