@@ -1,8 +1,9 @@
 // qrl's DQN updates against PyTorch's. scripts/make_torch_reference.py ran
 // three updates of a small network in PyTorch 1.13 for several variants
-// (plain and Double DQN, Huber and MSE, with and without gradient clipping)
-// and stored the initial weights, the batches, the weights after the updates
-// and each update's loss and gradient norm in data/torch_reference.safetensors.
+// (plain and Double DQN, Huber and MSE, with and without gradient clipping,
+// one-step and 3-step batches, the scalar and the C51 head) and stored the
+// initial weights, the batches, the weights after the updates and each
+// update's loss and gradient norm in data/torch_reference.safetensors.
 // Here rl::Dqn runs the same updates and every weight, loss and norm must
 // agree. Torch is not needed to run this; see the script to regenerate.
 #include <doctest/doctest.h>
@@ -31,14 +32,20 @@ namespace {
 // gemm and qrl's im2col here, ATen's kernels there), so gradients differ in
 // their last bits, and Adam carries a relative gradient error into each step
 // of about lr = 1e-2. Measured here: at most 8e-8 (a few float32 ulps of
-// weights up to about 0.5), 2-3% of the bound. The bound, 2e-6 at w = 0, is
-// 1e-4 of the 1e-2..3e-2 that three updates move a weight: room for another
-// CPU's BLAS kernels, and still each of these fails it (all tried): gamma
-// 0.9 -> 0.91, Adam eps 1e-8 -> 1e-7, no clipping, terminal flags dropped,
-// Double DQN flipped. The generator checks that rerunning the updates in
-// float64 moves torch's own result by under a quarter of this bound, so the
-// fixture is not so ill-conditioned (an argmax near a tie, a Huber error at
-// the kink, a gradient near Adam's eps) that rounding alone could break it.
+// weights up to about 0.5), 2-3% of the bound; the 3-step and C51 variants
+// 4e-8 to 7e-8, about 2%. The bound, 2e-6 at w = 0, is 1e-4 of the
+// 1e-2..3e-2 that three updates move a weight: room for another CPU's BLAS
+// kernels, and still each of these fails it (all tried): gamma 0.9 -> 0.91,
+// Adam eps 1e-8 -> 1e-7, no clipping, terminal flags dropped, Double DQN
+// flipped (also for each C51 variant, either way), C51's v_max 2 -> 2.1 or
+// v_min -2 -> -2.1, a 3-step terminal row bootstrapped, a truncated window
+// bootstrapped with gamma^3 instead of gamma^2 (where that row's error lies
+// in Huber's linear part only the loss tells, and the loss is compared too),
+// and the projection's l == u branch dropped from the kernel. The generator
+// checks that rerunning the updates in float64 moves torch's own result by
+// under a quarter of this bound, so the fixture is not so ill-conditioned (an
+// argmax near a tie, a Huber error at the kink, a gradient near Adam's eps, a
+// ReLU input near 0) that rounding alone could break it.
 constexpr double kAtol = 2e-6, kRtol = 2e-5;
 // Losses and gradient norms: float32 means of a handful of values (qrl
 // accumulates in double, torch in float).
@@ -69,17 +76,18 @@ struct Fixture {
   }
 };
 
-// The network of the generator's network(), layer for layer: torch's
-// Conv2d(2, 4, 3, padding=1) is qrl's 'same' padding at stride 1.
+// The network of the generator's network(outputs), layer for layer: torch's
+// Conv2d(2, 4, 3, padding=1) is qrl's 'same' padding at stride 1. `outputs`
+// is kActions, or kActions * atoms for C51.
 template <Backend B>
-nn::Sequential<B> make_network() {
+nn::Sequential<B> make_network(int outputs) {
   nn::Sequential<B> net;
   net.template add<nn::Conv2d>(kStack, 4, 3, 1, Padding::same);
   net.template add<nn::ReLU>();
   net.template add<nn::Flatten>();
   net.template add<nn::Dense>(4 * kSize * kSize, 16);
   net.template add<nn::ReLU>();
-  net.template add<nn::Dense>(16, kActions);
+  net.template add<nn::Dense>(16, outputs);
   return net;
 }
 
@@ -102,12 +110,21 @@ std::vector<std::uint8_t> to_bytes(const io::StoredTensor& t, const std::string&
   return out;
 }
 
-// The one place a fixture batch becomes a ReplayBatch. When the batch
-// carries per-row discounts instead of terminated flags, fill them from
-// "<prefix>/discounts" (gamma * (1 - terminated), or gamma^n for n-step
-// rows) instead.
+// gamma^k as ReplayMemory's window() forms it: a float product, step by step.
+float discount_after(float gamma, int steps) {
+  float factor = 1.0f;
+  for (int k = 0; k < steps; ++k) factor *= gamma;
+  return factor;
+}
+
+// The one place a fixture batch becomes a ReplayBatch, with the rewards and
+// per-row discounts the fixture stores: r + discount * next value, discount
+// gamma^k for a window of k <= n_step transitions (k < n_step where the
+// episode was truncated inside the window, and there "<prefix>/steps" says
+// k), 0 where it terminated.
 template <Backend B>
-rl::ReplayBatch<B> make_batch(Context<B>& ctx, const Fixture& f, const std::string& prefix) {
+rl::ReplayBatch<B> make_batch(Context<B>& ctx, const Fixture& f, const std::string& prefix, float gamma,
+                              int n_step) {
   const auto& actions = f.tensor(prefix + "/actions");
   const auto n = static_cast<std::int64_t>(actions.values.size());
   const Shape states_shape{n, kStack, kSize, kSize};
@@ -130,16 +147,34 @@ rl::ReplayBatch<B> make_batch(Context<B>& ctx, const Fixture& f, const std::stri
   REQUIRE(static_cast<std::int64_t>(rewards.size()) == n);
   REQUIRE(static_cast<std::int64_t>(terminated.size()) == n);
   REQUIRE(static_cast<std::int64_t>(discounts.size()) == n);
-  for (std::int64_t i = 0; i < n; ++i) REQUIRE((discounts[i] == 0.0f) == (terminated[i] == 1.0f));
+  const auto steps_it = f.file.tensors.find(prefix + "/steps");
+  if (n_step > 1) REQUIRE(steps_it != f.file.tensors.end());  // n-step batches say each window's length
+  for (std::int64_t i = 0; i < n; ++i) {
+    INFO(prefix, " row ", i);
+    REQUIRE((discounts[i] == 0.0f) == (terminated[i] == 1.0f));
+    const float steps = steps_it == f.file.tensors.end() ? 1.0f : steps_it->second.values.at(i);
+    REQUIRE((steps >= 1.0f && steps <= static_cast<float>(n_step) && steps == std::floor(steps)));
+    if (terminated[i] == 0.0f) REQUIRE(discounts[i] == discount_after(gamma, static_cast<int>(steps)));
+  }
   batch.rewards = from_host<B, float>(ctx, rewards, {n});
   batch.discounts = from_host<B, float>(ctx, discounts, {n});
   return batch;
 }
 
-// What a variant entry may say; an unknown key is a variant this test does
-// not know how to run yet, and must fail rather than pass by being ignored.
-const std::set<std::string> kKnownKeys{"name", "init", "batches", "head", "gamma", "double_dqn",
-                                       "loss", "huber_delta", "learning_rate", "max_grad_norm"};
+// What a variant entry may say, by head ("q": scalar Q values, "c51": the
+// categorical head); an unknown key is a variant this test does not know how
+// to run yet, and must fail rather than pass by being ignored.
+const std::set<std::string> kCommonKeys{"name",       "init", "batches",       "head",         "gamma",
+                                        "double_dqn", "loss", "learning_rate", "max_grad_norm", "n_step"};
+const std::set<std::string> kScalarKeys{"huber_delta"};
+const std::set<std::string> kC51Keys{"atoms", "v_min", "v_max"};
+
+bool known_key(const std::string& head, const std::string& key) {
+  if (kCommonKeys.count(key) == 1) return true;
+  if (head == "q") return kScalarKeys.count(key) == 1;
+  if (head == "c51") return kC51Keys.count(key) == 1;
+  return false;
+}
 
 rl::DqnConfig dqn_config(const nlohmann::json& v, int batch_size) {
   rl::DqnConfig config;
@@ -147,10 +182,19 @@ rl::DqnConfig dqn_config(const nlohmann::json& v, int batch_size) {
   config.batch_size = batch_size;
   config.demonstration_rows = 0;  // update() is called without demonstrations
   config.double_dqn = v.at("double_dqn").get<bool>();
+  const auto head = v.at("head").get<std::string>();
   const auto loss = v.at("loss").get<std::string>();
-  require(loss == "huber" || loss == "mse", "unknown loss '", loss, "'");
-  config.loss = loss == "huber" ? LossKind::huber : LossKind::mse;
-  config.huber_delta = v.at("huber_delta").get<float>();
+  if (head == "c51") {
+    // C51's cross-entropy of the projected target (kernels::CategoricalTdRow).
+    require(loss == "cross_entropy", "C51 variant with loss '", loss, "'");
+    config.distributional =
+        CategoricalSupport{v.at("atoms").get<int>(), v.at("v_min").get<float>(), v.at("v_max").get<float>()};
+  } else {
+    require(head == "q", "unknown head '", head, "'");
+    require(loss == "huber" || loss == "mse", "unknown loss '", loss, "'");
+    config.loss = loss == "huber" ? LossKind::huber : LossKind::mse;
+    config.huber_delta = v.at("huber_delta").get<float>();
+  }
   config.adam.learning_rate = v.at("learning_rate").get<float>();
   config.adam.beta1 = 0.9f;  // torch.optim.Adam's defaults, which the generator uses
   config.adam.beta2 = 0.999f;
@@ -192,20 +236,26 @@ template <Backend B>
 void check_variant(const Fixture& f, const nlohmann::json& v) {
   const auto name = v.at("name").get<std::string>();
   INFO("variant ", name);
+  const auto head = v.at("head").get<std::string>();
+  REQUIRE((head == "q" || head == "c51"));
   for (const auto& [key, value] : v.items()) {
     INFO("key ", key);
-    CHECK(kKnownKeys.count(key) == 1);
+    CHECK(known_key(head, key));
   }
-  REQUIRE(v.at("head").get<std::string>() == "q");  // C51 etc.: add their branch here
+  const int outputs = head == "c51" ? kActions * v.at("atoms").get<int>() : kActions;
+  const float gamma = v.at("gamma").get<float>();
+  const int n_step = v.at("n_step").get<int>();
+  REQUIRE(n_step >= 1);
 
   Context<B> ctx;
   const auto init_prefix = v.at("init").get<std::string>();
-  auto net = make_network<B>();
+  auto net = make_network<B>(outputs);
   load_parameters<B>(ctx, net, f, init_prefix);
   const auto batch_names = v.at("batches").get<std::vector<std::string>>();
   REQUIRE(!batch_names.empty());
   const auto rows = static_cast<int>(f.tensor(batch_names[0] + "/actions").values.size());
   rl::Dqn<B> agent(ctx, std::move(net), {kStack, kSize, kSize}, kActions, dqn_config(v, rows));
+  REQUIRE(std::string(agent.head_name()) == (head == "c51" ? "categorical" : "scalar"));
 
   const auto& losses = f.tensor(name + "/losses").values;
   const auto& norms = f.tensor(name + "/grad_norms").values;
@@ -214,7 +264,7 @@ void check_variant(const Fixture& f, const nlohmann::json& v) {
   Comparison stats;
   std::vector<float> got_losses, got_norms;
   for (const auto& batch_name : batch_names) {
-    const auto batch = make_batch<B>(ctx, f, batch_name);
+    const auto batch = make_batch<B>(ctx, f, batch_name, gamma, n_step);
     agent.update(batch);
     const auto s = agent.last_stats();
     got_losses.push_back(s.loss);
@@ -251,7 +301,7 @@ void check_variant(const Fixture& f, const nlohmann::json& v) {
     CHECK(to_host(ctx, *p.value) == f.tensor(init_prefix + "/" + p.name).values);
   }
   CHECK(weights.mismatches == 0);
-  std::printf("torch reference %-18s max |qrl - torch| %.3g (%.3f of the tolerance, at %s); "
+  std::printf("torch reference %-19s max |qrl - torch| %.3g (%.3f of the tolerance, at %s); "
               "losses and norms %.3f of their tolerance\n",
               name.c_str(), weights.worst_error, weights.worst_share, weights.worst_at.c_str(), stats.worst_share);
 }
@@ -268,7 +318,8 @@ TEST_CASE_TEMPLATE("DQN updates match PyTorch's on a stored fixture", B, cpu) {
   std::set<std::string> names;
   for (const auto& v : variants) names.insert(v.at("name").get<std::string>());
   // The variants this test was written against must stay in the fixture.
-  for (const char* expected : {"dqn_huber", "double_huber", "double_mse", "double_huber_clip"}) {
+  for (const char* expected : {"dqn_huber", "double_huber", "double_mse", "double_huber_clip", "double_huber_nstep3",
+                               "c51", "c51_double_nstep3"}) {
     INFO("variant ", expected);
     CHECK(names.count(expected) == 1);
   }
