@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <concepts>
+#include <cmath>
 #include <cstring>
 #include <cstdint>
 #include <cstdio>
@@ -190,6 +191,12 @@ inline EpisodeRecord episode_from_json(const nlohmann::json& j, const std::strin
   e.truncated = io::json_get<bool>(j, "truncated", where);
   e.wall_seconds = io::json_get<double>(j, "wall_seconds", where);
   e.env = j.contains("env") ? io::json_get<int>(j, "env", where) : 0;
+  // The recent-episode window feeds the progress line's means and the best
+  // return: an impossible record would print as a real result.
+  require(e.index >= 0 && e.end_step >= 0 && e.length >= 0 && e.env >= 0 && std::isfinite(e.episode_return) &&
+              std::isfinite(e.score) && std::isfinite(e.wall_seconds) && e.wall_seconds >= 0.0,
+          where, ": episode record ", e.index, " is impossible (negative count or non-finite value): the "
+          "checkpoint was edited or damaged; resume from an older one");
   return e;
 }
 
@@ -321,7 +328,11 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
   if (replay.prioritized()) {  // before the streams, whose checks read it
     std::vector<double> leaves(static_cast<std::size_t>(rc.capacity));
     read_array(dir, arrays, "replay.priorities", leaves.data(), leaves.size() * sizeof(double));
-    replay.prioritized_sampler().restore(leaves, io::json_get<double>(jr, "max_priority", where));
+    try {
+      replay.prioritized_sampler().restore(leaves, io::json_get<double>(jr, "max_priority", where));
+    } catch (const Error& e) {
+      fail(where, ": ", e.what());
+    }
   }
   for (int s = 0; s < rc.streams; ++s) {
     const auto& jp = positions[static_cast<std::size_t>(s)];
@@ -330,7 +341,11 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
     pos.count = io::json_get<std::int64_t>(jp, "count", where);
     pos.transitions = io::json_get<std::int64_t>(jp, "transitions", where);
     pos.episode_open = io::json_get<bool>(jp, "episode_open", where);
-    replay.set_position(pos, s);
+    try {
+      replay.set_position(pos, s);
+    } catch (const Error& e) {
+      fail(where, ": ", e.what(), " — the checkpoint is damaged; resume from an older one");
+    }
     const auto base = static_cast<std::size_t>(replay.stream_base(s));
     const auto used = static_cast<std::uint64_t>(pos.count);
     const std::string prefix = stream_prefix(s);
@@ -360,11 +375,16 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
     }
     require(transitions == pos.transitions, where, ": replay stream ", s, " flags ", transitions,
             " transitions, its position says ", pos.transitions, " — the checkpoint is damaged");
-    if (replay.prioritized())  // a prioritized slot must hold a transition
-      for (std::uint64_t k = 0; k < used; ++k)
-        if (replay.prioritized_sampler().stored(static_cast<std::int64_t>(base + k)) > 0.0)
-          require(replay.flag_storage()[base + k] & kernels::replay_has_transition, where, ": replay stream ", s,
-                  " slot ", k, " has a priority but no transition — the checkpoint is damaged");
+    // A prioritized slot must hold a transition; a slot the ring has not
+    // reached yet holds none (its flags are whatever the memory was built
+    // with, so they are not read).
+    if (replay.prioritized())
+      for (std::int64_t k = 0; k < replay.stream_capacity(s); ++k)
+        if (replay.prioritized_sampler().stored(static_cast<std::int64_t>(base) + k) > 0.0)
+          require(k < pos.count && (replay.flag_storage()[base + static_cast<std::size_t>(k)] &
+                                    kernels::replay_has_transition),
+                  where, ": replay stream ", s, " slot ", k, " has a priority but no transition",
+                  k < pos.count ? "" : " (the ring has not reached it)", " — the checkpoint is damaged");
     if (pos.count > 0) {
       const auto newest = base + static_cast<std::size_t>((pos.cursor + replay.stream_capacity(s) - 1) %
                                                           replay.stream_capacity(s));
