@@ -2,9 +2,10 @@
 //   dqn_update_cuda        Nature-DQN update (batch 32, 4x84x84, 6 actions,
 //                          Double DQN, Huber, Adam), eager launches
 //   dqn_update_cuda_graph  the same update replayed from a CUDA graph
-//   dqn_sample_update_cuda_graph  a DeviceReplayMemory sample (10,000 frames
-//                          on the device) followed by the graph update: a
-//                          training step with no host round trip
+//   dqn_sample_update_cuda_graph  a ReplayMemory<cuda> sample (10,000 frames
+//                          in device memory: slots drawn on the host, one
+//                          gather launch) followed by the graph update: a
+//                          training step whose batch never visits the host
 //   preprocess_cuda        600x150 RGBA frames -> 80x80 gray, batched,
 //                          frames/s and the bytes moved per second
 // bench/pytorch_dqn_update_cuda.py times the identical update in PyTorch on
@@ -134,6 +135,36 @@ int main(int argc, char** argv) {
       if (agent->updates() != 1 + 10 + updates || agent->optimizer().steps() != agent->updates())
         fail("the graph's replays were not counted: updates() ", agent->updates(), ", Adam steps ",
              agent->optimizer().steps(), ", expected ", 1 + 10 + updates);
+    }
+    {
+      rl::ReplayMemory<cuda> replay({10000, {84, 84, 1}, 4}, ctx);
+      std::vector<std::uint8_t> frame(84 * 84);
+      auto next_frame = [&] {
+        for (auto& b : frame) b = static_cast<std::uint8_t>(rng.uniform_index(256));
+        return env::FrameView{frame.data(), {84, 84, 1}};
+      };
+      for (int episode = 0; episode < 100; ++episode) {  // 100 episodes of 99 steps fill it
+        replay.begin_episode(next_frame());
+        for (int t = 1; t < 100; ++t)
+          replay.add(static_cast<int>(rng.uniform_index(actions)), static_cast<float>(rng.uniform()), t == 99, false,
+                     next_frame());
+      }
+      auto agent = make_agent();
+      Rng sampling(2);
+      rl::ReplayBatch<cuda> sampled;
+      replay.sample(ctx, sampling, batch, 0.99f, sampled);
+      rl::DqnUpdateGraph graph(ctx, *agent, sampled);  // refilled in place by each sample()
+      auto step = [&] {
+        replay.sample(ctx, sampling, batch, 0.99f, sampled);
+        graph.replay();
+      };
+      for (int i = 0; i < 10; ++i) step();
+      const double rate = per_second(ctx, seconds, step, updates);
+      if (!std::isfinite(agent->last_stats().loss)) fail("loss became non-finite");
+      std::printf("{\"bench\":\"dqn_sample_update_cuda_graph\",\"value\":%.1f,\"unit\":\"updates/s\",\"batch\":%d,"
+                  "\"updates\":%ld,\"replay_frames\":10000,\"graph\":true,\"cudnn\":\"%s\",\"gpu\":\"%s\","
+                  "\"impl\":\"qrl\"}\n",
+                  rate, batch, updates, cudnn, gpu.c_str());
     }
     {
       const env::FrameShape shape{150, 600, 4};

@@ -1,5 +1,5 @@
 // Kernels on the acting and replay side: batched frame preprocessing,
-// epsilon-greedy action selection and replay sampling. Random draws come from
+// epsilon-greedy action selection and the replay batch gather. Random draws come from
 // CounterRng (qrl/kernels/random.cuh): a pure function of (seed, counter,
 // index), so the CPU computes the same draws for the parity tests.
 #include <qrl/backend/cuda_launch.hpp>
@@ -26,7 +26,34 @@ __global__ void epsilon_greedy_kernel(const float* q, int batch, int actions, Ep
     out[e] = policy(q + e * actions, actions, static_cast<int>(e));
 }
 
+// One block per (row, state or next state, channel): the frame the
+// functor names is copied 16 bytes a thread when both ends allow it.
+__global__ void replay_gather_kernel(ReplayGather g) {
+  const int i = static_cast<int>(blockIdx.x);
+  const bool next = blockIdx.y >= static_cast<unsigned>(g.a.stack);
+  const int c = static_cast<int>(blockIdx.y) - (next ? g.a.stack : 0);
+  const NStepEnd e = g.end(i);
+  if (!next && c == 0 && threadIdx.x == 0) g.write_scalars(i, e);
+  const std::uint8_t* src = g.source(i, next, e, c);
+  std::uint8_t* dst = g.destination(i, next, c);
+  const std::int64_t bytes = g.a.frame_bytes;
+  if (((reinterpret_cast<std::uintptr_t>(src) | reinterpret_cast<std::uintptr_t>(dst) |
+        static_cast<std::uintptr_t>(bytes)) & 15u) == 0) {
+    const auto* s4 = reinterpret_cast<const uint4*>(src);
+    auto* d4 = reinterpret_cast<uint4*>(dst);
+    for (std::int64_t k = threadIdx.x; k < bytes / 16; k += blockDim.x) d4[k] = s4[k];
+  } else {
+    for (std::int64_t k = threadIdx.x; k < bytes; k += blockDim.x) dst[k] = src[k];
+  }
+}
+
 }  // namespace
+
+void launch_replay_gather(const ReplayGatherArgs& args, cudaStream_t stream) {
+  if (args.batch <= 0) return;
+  const dim3 grid(static_cast<unsigned>(args.batch), static_cast<unsigned>(2 * args.stack));
+  replay_gather_kernel<<<grid, threads_per_block, 0, stream>>>(ReplayGather{args});
+}
 
 void launch_preprocess(PreprocessFunctor base, std::size_t src_frame_stride, int frames, std::uint8_t* dst,
                        cudaStream_t stream) {

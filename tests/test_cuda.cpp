@@ -27,6 +27,7 @@
 #include <qrl/optim/adam.hpp>
 #include <qrl/rl/cuda_graph.hpp>
 #include <qrl/rl/dqn.hpp>
+#include <qrl/rl/replay_memory.hpp>
 
 #include "test_support.hpp"
 
@@ -396,6 +397,160 @@ TEST_SUITE("cuda") {
     }
     // Greedy with probability 0.75 + 0.25 / 4 = 0.8125; 4096 draws: sd 0.006.
     CHECK(greedy / double(envs) == doctest::Approx(0.8125).epsilon(0.04));
+  }
+
+  TEST_CASE("cuda: ReplayMemory<cuda> samples the CPU's batches - uniform, prioritized, demonstrations, n-step 3, 2 streams, wrapped (bytes exact, rewards rtol 1e-6)") {
+    if (!test::backend_available<cuda>()) return;
+    // 63-byte frames take the kernel's byte path, 256-byte ones its 16-byte path.
+    for (const env::FrameShape frame : {env::FrameShape{7, 9, 1}, env::FrameShape{16, 16, 1}}) {
+      CAPTURE(frame.bytes());
+      rl::ReplayConfig config{150, frame, 4, 2};
+      config.n_step = 3;
+      config.prioritized = rl::PrioritizedConfig{};
+      Context<cpu> cc;
+      Context<cuda> gc;
+      rl::ReplayMemory<cpu> host(config, cc);
+      rl::ReplayMemory<cuda> device(config, gc);
+      rl::ReplayConfig demo_config = config;
+      demo_config.capacity = 60;
+      demo_config.streams = 1;
+      demo_config.prioritized.reset();
+      rl::ReplayMemory<cpu> host_demos(demo_config, cc);
+      rl::ReplayMemory<cuda> device_demos(demo_config, gc);
+      Rng data(11);
+      std::vector<std::uint8_t> pixels(frame.bytes());
+      auto next_frame = [&] {
+        for (auto& p : pixels) p = static_cast<std::uint8_t>(data.uniform_index(256));
+        return env::FrameView{pixels.data(), frame};
+      };
+      // Episodes of 1..12 steps, some truncated, through rings of 75 slots (they wrap).
+      auto feed = [&](auto& a, auto& b, int streams, int episodes) {
+        for (int e = 0; e < episodes; ++e)
+          for (int s = 0; s < streams; ++s) {
+            const auto first = next_frame();
+            a.begin_episode(first, s);
+            b.begin_episode(first, s);
+            const int length = 1 + static_cast<int>(data.uniform_index(12));
+            const bool truncated = data.uniform_index(4) == 0;
+            for (int t = 1; t <= length; ++t) {
+              const int action = static_cast<int>(data.uniform_index(3));
+              const float reward = static_cast<float>(data.uniform_index(7)) * 0.37f - 1.0f;
+              const bool end = t == length;
+              const auto next = next_frame();
+              a.add(action, reward, end && !truncated, end && truncated, next, s);
+              b.add(action, reward, end && !truncated, end && truncated, next, s);
+            }
+          }
+      };
+      feed(host, device, 2, 30);
+      feed(host_demos, device_demos, 1, 8);
+      REQUIRE(host.stream_frames(0) == 75);  // wrapped
+
+      auto same_batch = [&](rl::ReplayBatch<cpu>& a, rl::ReplayBatch<cuda>& b) {
+        CHECK(to_host(cc, a.states) == to_host(gc, b.states));
+        CHECK(to_host(cc, a.next_states) == to_host(gc, b.next_states));
+        CHECK(to_host(cc, a.actions) == to_host(gc, b.actions));
+        CHECK(all_close(to_host(gc, b.rewards), to_host(cc, a.rewards), 1e-7, 1e-6, "rewards"));
+        CHECK(all_close(to_host(gc, b.discounts), to_host(cc, a.discounts), 1e-7, 1e-6, "discounts"));
+        CHECK(a.slots == b.slots);
+        CHECK(test::norm(to_host(cc, a.rewards)) > 0.0);  // not a batch of zeros
+      };
+      Rng ra(5), rb(5);
+      rl::ReplayBatch<cpu> ha;
+      rl::ReplayBatch<cuda> db;
+      for (int round = 0; round < 5; ++round) {
+        host.sample(cc, ra, 32, 0.9f, ha);
+        device.sample(gc, rb, 32, 0.9f, db);
+        same_batch(ha, db);
+        host.sample_prioritized(cc, ra, 32, 0.9f, 0.5, ha);
+        device.sample_prioritized(gc, rb, 32, 0.9f, 0.5, db);
+        same_batch(ha, db);
+        CHECK(to_host(cc, ha.weights) == to_host(gc, db.weights));
+        std::vector<float> errors(32);
+        for (auto& e : errors) e = static_cast<float>(data.uniform_index(100)) * 0.1f;
+        host.update_priorities(ha.slots, errors);
+        device.update_priorities(db.slots, errors);
+        host.sample_with_demonstrations(cc, ra, 32, 0.9f, host_demos, 8, ha);
+        device.sample_with_demonstrations(gc, rb, 32, 0.9f, device_demos, 8, db);
+        same_batch(ha, db);
+      }
+      // Inspection goes through the same gather.
+      std::vector<std::uint8_t> s1, n1, s2, n2;
+      int a1 = 0, a2 = 0;
+      float r1 = 0, r2 = 0;
+      bool t1 = false, t2 = false;
+      int compared = 0;
+      for (std::int64_t k = 0; k < host.frames(); ++k) {
+        const bool v1 = host.transition_at(k, s1, n1, a1, r1, t1);
+        const bool v2 = device.transition_at(k, s2, n2, a2, r2, t2);
+        REQUIRE(v1 == v2);
+        if (!v1) continue;
+        ++compared;
+        CHECK(s1 == s2);
+        CHECK(n1 == n2);
+        CHECK(a1 == a2);
+        CHECK(r1 == r2);
+        CHECK(t1 == t2);
+      }
+      CHECK(compared > 100);
+    }
+  }
+
+  TEST_CASE("cuda: the head ops alone - noisy_compose, noisy_scale, dueling_forward/backward, add_into - match the CPU (atol 1e-6 + rtol 1e-6)") {
+    if (!test::backend_available<cuda>()) return;
+    // One multiply-add per element (a fused one on the GPU, which may round
+    // once where the CPU rounds twice), and the dueling mean over a few
+    // actions: a few ulps at most.
+    Context<cpu> cc;
+    Context<cuda> gc;
+    Rng rng(11);
+    constexpr std::int64_t rows = 37, cols = 53;  // not multiples of a block or a warp
+    const auto mu = test::random_vector(rows * cols, rng), sigma = test::random_vector(rows * cols, rng);
+    const auto f_rows = test::random_vector(rows, rng), f_cols = test::random_vector(cols, rng);
+    auto g = [&](const std::vector<float>& v) { return from_host<cuda, float>(gc, v, {std::int64_t(v.size())}); };
+    auto mug = g(mu), sigmag = g(sigma), frg = g(f_rows), fcg = g(f_cols);
+    Tensor<cuda, float> outg({rows * cols});
+    std::vector<float> ref(rows * cols);
+    Gpu::noisy_compose(gc, mug.data(), sigmag.data(), frg.data(), fcg.data(), outg.data(), rows, cols);
+    Cpu::noisy_compose(cc, mu.data(), sigma.data(), f_rows.data(), f_cols.data(), ref.data(), rows, cols);
+    CHECK(usable(ref));
+    CHECK(all_close(to_host(gc, outg), ref, 1e-6, 1e-6, "noisy_compose"));
+    Gpu::noisy_scale(gc, mug.data(), frg.data(), fcg.data(), outg.data(), rows, cols);
+    Cpu::noisy_scale(cc, mu.data(), f_rows.data(), f_cols.data(), ref.data(), rows, cols);
+    CHECK(usable(ref));
+    CHECK(all_close(to_host(gc, outg), ref, 1e-6, 1e-6, "noisy_scale"));
+
+    for (const int atoms : {1, 51}) {
+      CAPTURE(atoms);
+      constexpr std::int64_t batch = 33;
+      constexpr int actions = 6;
+      const auto v = test::random_vector(batch * atoms, rng), a = test::random_vector(batch * actions * atoms, rng);
+      auto vg = g(v), ag = g(a);
+      Tensor<cuda, float> qg({batch * actions * atoms});
+      std::vector<float> qref(batch * actions * atoms);
+      Gpu::dueling_forward(gc, vg.data(), ag.data(), qg.data(), batch, actions, atoms);
+      Cpu::dueling_forward(cc, v.data(), a.data(), qref.data(), batch, actions, atoms);
+      CHECK(usable(qref));
+      CHECK(all_close(to_host(gc, qg), qref, 1e-6, 1e-6, "dueling_forward"));
+      const auto gy = test::random_vector(batch * actions * atoms, rng);
+      auto gyg = g(gy);
+      Tensor<cuda, float> gvg({batch * atoms}), gag({batch * actions * atoms});
+      std::vector<float> gvref(batch * atoms), garef(batch * actions * atoms);
+      Gpu::dueling_backward(gc, gyg.data(), gvg.data(), gag.data(), batch, actions, atoms);
+      Cpu::dueling_backward(cc, gy.data(), gvref.data(), garef.data(), batch, actions, atoms);
+      CHECK(usable(gvref));
+      CHECK(usable(garef));
+      CHECK(all_close(to_host(gc, gvg), gvref, 1e-6, 1e-6, "dueling_backward value"));
+      CHECK(all_close(to_host(gc, gag), garef, 1e-6, 1e-6, "dueling_backward advantage"));
+    }
+
+    auto dst = test::random_vector(1000, rng);
+    const auto src = test::random_vector(1000, rng);
+    auto dstg = g(dst), srcg = g(src);
+    Gpu::add_into(gc, srcg.data(), dstg.data(), 1000);
+    Cpu::add_into(cc, src.data(), dst.data(), 1000);
+    CHECK(usable(dst));
+    CHECK(all_close(to_host(gc, dstg), dst, 0.0, 0.0, "add_into"));
   }
 
   TEST_CASE("cuda: the noisy dueling C51 head gives the CPU's outputs and gradients (atol 1e-5 rms + rtol 1e-4)") {

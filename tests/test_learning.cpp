@@ -214,7 +214,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN 
   trainer_config.progress_interval = 100;
 
   auto plain_agent = catch_agent<B>(ctx);
-  rl::ReplayMemory<B> plain_replay({600, {10, 10, 1}, 2});  // wraps
+  rl::ReplayMemory<B> plain_replay({600, {10, 10, 1}, 2}, ctx);  // wraps
   envs::Catch plain_env(10);
   PlainDqnLoop<B> plain{*plain_agent, plain_replay, trainer_config, {}};
   plain.run(plain_env, 1500);
@@ -223,7 +223,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN 
   for (const bool borrowed : {true, false}) {
     CAPTURE(borrowed);
     auto agent = catch_agent<B>(ctx);
-    rl::ReplayMemory<B> replay({600, {10, 10, 1}, 2, 1});
+    rl::ReplayMemory<B> replay({600, {10, 10, 1}, 2, 1}, ctx);
     envs::Catch env(10);
     auto envs = borrowed ? std::make_unique<env::VectorEnv<envs::Catch>>(env)
                          : std::make_unique<env::VectorEnv<envs::Catch>>(1, [](int) { return envs::Catch(10); });
@@ -261,6 +261,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN 
 TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env with its seeds plays them", B,
                           vector_transitions) {
   if (!test::backend_available<B>()) return;
+  Context<B> ctx;
   // Flappy Bird: episodes of different lengths, so the envs' boundaries
   // never line up; partly greedy, with updates, so the batched forward pass
   // and the training schedule run between steps.
@@ -270,7 +271,6 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
     return envs::FlappyBird(c);
   };
   constexpr int n = 3;
-  Context<B> ctx;
   Rng init_rng(5);
   nn::Sequential<B> net;
   net.template add<nn::Flatten>().template add<nn::Dense>(2 * 12 * 12, 16).template add<nn::ReLU>();
@@ -279,7 +279,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
   auto config = catch_dqn_config<B>();
   config.batch_size = 8;
   rl::Dqn<B> agent(ctx, std::move(net), {2, 12, 12}, 2, config);
-  rl::ReplayMemory<B> replay({n * 1000, {12, 12, 1}, 2, n});  // no wrap: every transition stays
+  rl::ReplayMemory<B> replay({n * 1000, {12, 12, 1}, 2, n}, ctx);  // no wrap: every transition stays
   env::VectorEnv<envs::FlappyBird> envs(n, [&](int) { return flappy(); });
   rl::TrainerConfig trainer_config;
   trainer_config.seed = 3;
@@ -317,7 +317,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
     REQUIRE(actions.size() == 1800 / n);
     envs::FlappyBird env = flappy();
     Rng seeds(rl::Trainer<B, envs::FlappyBird>::episode_seed_stream(trainer_config.seed, i));
-    rl::ReplayMemory<B> reference({1000, {12, 12, 1}, 2});
+    rl::ReplayMemory<B> reference({1000, {12, 12, 1}, 2}, ctx);
     reference.begin_episode(env.reset(seeds.next_u64()));
     int episodes = 0;
     double episode_return = 0.0, finished_returns = 0.0;
@@ -343,7 +343,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from pixels far above the random pol
   Context<B> ctx;
   auto agent_owner = catch_agent<B>(ctx);
   auto& agent = *agent_owner;
-  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2});
+  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2}, ctx);
   envs::Catch env(10);
   env::VectorEnv<envs::Catch> one_env(env);
   rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
@@ -362,7 +362,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQfD pre-training on demonstrations alone plays Catch
                           dqfd_catch) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  rl::ReplayMemory<B> demonstrations({2000, {10, 10, 1}, 2});
+  rl::ReplayMemory<B> demonstrations({2000, {10, 10, 1}, 2}, ctx);
   record_catch_demonstrations(demonstrations, 100);
   REQUIRE(demonstrations.transitions() == 900);
   // The demonstrations hold only the demonstrator's actions: TD targets say
@@ -377,7 +377,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQfD pre-training on demonstrations alone plays Catch
     config.demonstration_weight = weight;
     rl::Dqn<B> agent(ctx, std::move(net), Shape{2, 10, 10}, 3, config);
     // Pre-training needs no env step; the trainer brings the schedule.
-    rl::ReplayMemory<B> replay({64, {10, 10, 1}, 2});
+    rl::ReplayMemory<B> replay({64, {10, 10, 1}, 2}, ctx);
     envs::Catch env(10);
     env::VectorEnv<envs::Catch> one_env(env);
     rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
@@ -399,7 +399,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
   Context<B> ctx;
   auto agent_owner = catch_agent<B>(ctx);
   auto& agent = *agent_owner;
-  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2, 4});
+  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2, 4}, ctx);
   env::VectorEnv<envs::Catch> envs(4, [](int) { return envs::Catch(10); });
   rl::Trainer<B, envs::Catch> trainer(envs, agent, replay, catch_trainer_config(3000));
   std::vector<int> per_env(4, 0);
@@ -433,7 +433,7 @@ TEST_CASE_TEMPLATE_DEFINE("C51 with n-step returns and prioritized replay learns
   rl::ReplayConfig replay_config{20000, {10, 10, 1}, 2};
   replay_config.n_step = 3;
   replay_config.prioritized = rl::PrioritizedConfig{0.5, 0.4, 1.0, 9000};
-  rl::ReplayMemory<B> replay(replay_config);
+  rl::ReplayMemory<B> replay(replay_config, ctx);
   envs::Catch env(10);
   env::VectorEnv<envs::Catch> one_env(env);
   rl::Trainer<B, envs::Catch> trainer(one_env, agent, replay, catch_trainer_config(3000));
@@ -464,7 +464,7 @@ TEST_CASE_TEMPLATE_DEFINE("Rainbow (Double, dueling, noisy nets without epsilon,
   rl::ReplayConfig replay_config{20000, {10, 10, 1}, 2};
   replay_config.n_step = 3;
   replay_config.prioritized = rl::PrioritizedConfig{0.5, 0.4, 1.0, 9000};
-  rl::ReplayMemory<B> replay(replay_config);
+  rl::ReplayMemory<B> replay(replay_config, ctx);
   envs::Catch env(10);
   env::VectorEnv<envs::Catch> one_env(env);
   auto trainer_config = catch_trainer_config(3000);

@@ -98,7 +98,8 @@ std::vector<std::pair<int, int>> tags(const std::vector<std::uint8_t>& state) {
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the first frame", B, replay_stacking) {
   if (!test::backend_available<B>()) return;
-  rl::ReplayMemory<B> memory({100, {1, 2, 1}, 4});
+  Context<B> ctx;
+  rl::ReplayMemory<B> memory({100, {1, 2, 1}, 4}, ctx);
   fill_episodes(memory, {5, 3});
   // frames: e1 s0..s5 (6 slots), e2 s0..s3 (4 slots) = 10 frames, 8 transitions.
   CHECK(memory.frames() == 10);
@@ -128,7 +129,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the f
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken stack", B, replay_wrap) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  rl::ReplayMemory<B> memory({16, {1, 2, 1}, 4});
+  rl::ReplayMemory<B> memory({16, {1, 2, 1}, 4}, ctx);
   fill_episodes(memory, {7, 9, 4, 6, 11});  // 42 frames through a 16-frame ring
   CHECK(memory.frames() == 16);
   CHECK(memory.transitions() <= 16);
@@ -168,7 +169,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed", B, replay_seeded) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2});
+  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2}, ctx);
   fill_episodes(memory, {20, 20, 20});
   rl::ReplayBatch<B> a, b;
   Rng r1(99), r2(99), r3(100);
@@ -182,17 +183,17 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory sampling is reproducible from the seed",
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory reports its size up front and checks its input", B, replay_size) {
   if (!test::backend_available<B>()) return;
+  Context<B> ctx;
   const rl::ReplayConfig million{1000000, {84, 84, 1}, 4};
   const auto bytes = rl::ReplayMemory<B>::bytes_required(million);
   CHECK(bytes > 7'000'000'000ULL);
   CHECK(bytes < 7'100'000'000ULL);  // frames stored once: 84*84 bytes + 8 of metadata each
-  rl::ReplayMemory<B> memory({8, {1, 2, 1}, 4});
+  rl::ReplayMemory<B> memory({8, {1, 2, 1}, 4}, ctx);
   TaggedFrames f;
   CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, f.make(1, 1)), doctest::Contains("begin_episode"), Error);
   const std::uint8_t wrong[4] = {};
   CHECK_THROWS_AS(memory.begin_episode({wrong, {2, 2, 1}}), Error);
-  CHECK_THROWS_AS(rl::ReplayMemory<B>({8, {2, 2, 3}, 4}), Error);
-  Context<B> ctx;
+  CHECK_THROWS_AS(rl::ReplayMemory<B>({8, {2, 2, 3}, 4}, ctx), Error);
   Rng rng(1);
   rl::ReplayBatch<B> batch;
   CHECK_THROWS_WITH_AS(memory.sample(ctx, rng, 4, 0.99f, batch), doctest::Contains("too few"), Error);
@@ -202,7 +203,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrat
                           replay_demonstrations) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2}), demonstrations({64, {1, 2, 1}, 2});
+  rl::ReplayMemory<B> memory({64, {1, 2, 1}, 2}, ctx), demonstrations({64, {1, 2, 1}, 2}, ctx);
   fill_episodes(memory, {20, 20});  // episodes 1 and 2
   TaggedFrames f;
   demonstrations.begin_episode(f.make(9, 0));
@@ -231,12 +232,12 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory draws the first rows from the demonstrat
   memory.sample_with_demonstrations(ctx, same, 16, 0.99f, demonstrations, 6, again);
   CHECK(to_host(ctx, again.states) == states);
 
-  rl::ReplayMemory<B> other_frames({64, {2, 1, 1}, 2});
+  rl::ReplayMemory<B> other_frames({64, {2, 1, 1}, 2}, ctx);
   CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, other_frames, 6, batch),
                        doctest::Contains("must match"), Error);
   CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, demonstrations, 17, batch),
                        doctest::Contains("[0, 16]"), Error);
-  rl::ReplayMemory<B> empty({64, {1, 2, 1}, 2});
+  rl::ReplayMemory<B> empty({64, {1, 2, 1}, 2}, ctx);
   CHECK_THROWS_WITH_AS(memory.sample_with_demonstrations(ctx, rng, 16, 0.99f, empty, 6, batch),
                        doctest::Contains("record more"), Error);
 }
@@ -293,7 +294,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   Context<B> ctx;
   // 2 streams of 21 and 20 frames; both envs step in turn, with episodes of
   // different lengths so their boundaries never line up.
-  rl::ReplayMemory<B> memory({41, {1, 2, 1}, 4, 2});
+  rl::ReplayMemory<B> memory({41, {1, 2, 1}, 4, 2}, ctx);
   CHECK(memory.stream_capacity(0) == 21);
   CHECK(memory.stream_capacity(1) == 20);
   CHECK(memory.stream_base(1) == 21);
@@ -383,14 +384,15 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   memory.set_position(p1, 1);
   CHECK(memory.frames() == 41);
   CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, frames[0].make(1, 1), 2), doctest::Contains("stream"), Error);
-  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}), doctest::Contains("streams"), Error);
+  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}, ctx), doctest::Contains("streams"), Error);
 }
 
 TEST_CASE_TEMPLATE_DEFINE("n-step windows by hand: across a terminal, a truncation and an open episode", B, n_step) {
   if (!test::backend_available<B>()) return;
+  Context<B> ctx;
   rl::ReplayConfig config{64, {1, 2, 1}, 2};
   config.n_step = 3;
-  rl::ReplayMemory<B> memory(config);
+  rl::ReplayMemory<B> memory(config, ctx);
   TaggedFrames f;
   // Episode 1: rewards 1, 2, 4, 8, terminated at its 4th step.
   memory.begin_episode(f.make(1, 0));
@@ -438,7 +440,6 @@ TEST_CASE_TEMPLATE_DEFINE("n-step windows by hand: across a terminal, a truncati
   CHECK_FALSE(memory.window_at(0, 9, g, w));
   CHECK_FALSE(memory.window_at(0, 10, g, w));
   // A sampled batch holds only complete windows, with the same values.
-  Context<B> ctx;
   Rng rng(4);
   rl::ReplayBatch<B> batch;
   std::set<float> rewards;
@@ -450,16 +451,17 @@ TEST_CASE_TEMPLATE_DEFINE("n-step windows by hand: across a terminal, a truncati
   // The ring must hold a whole window.
   rl::ReplayConfig tiny{8, {1, 2, 1}, 2};
   tiny.n_step = 6;
-  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>{tiny}, doctest::Contains("too small"), Error);
+  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>(tiny, ctx), doctest::Contains("too small"), Error);
 }
 
 TEST_CASE_TEMPLATE_DEFINE("prioritized replay: complete windows enter at max priority, TD errors steer the draws",
                           B, replay_prioritized) {
   if (!test::backend_available<B>()) return;
+  Context<B> ctx;
   rl::ReplayConfig config{16, {1, 2, 1}, 2};
   config.n_step = 2;
   config.prioritized = rl::PrioritizedConfig{};
-  rl::ReplayMemory<B> memory(config);
+  rl::ReplayMemory<B> memory(config, ctx);
   auto& sampler = memory.prioritized_sampler();
   TaggedFrames f;
   memory.begin_episode(f.make(1, 0));
@@ -474,7 +476,6 @@ TEST_CASE_TEMPLATE_DEFINE("prioritized replay: complete windows enter at max pri
   for (int t = 1; t <= 6; ++t) memory.add(t % 2, 0.0f, false, false, f.make(2, t));
   CHECK(sampler.size() == 3 + 5);
 
-  Context<B> ctx;
   Rng rng(9);
   rl::ReplayBatch<B> batch;
   memory.sample_prioritized(ctx, rng, 4, 0.9f, 0.4, batch);
@@ -511,6 +512,46 @@ TEST_CASE_TEMPLATE_DEFINE("prioritized replay: complete windows enter at max pri
   errors = {std::nanf("")};
   slots = {batch.slots[0]};
   CHECK_THROWS_AS(memory.update_priorities(slots, errors), Error);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("prioritized replay: slots whose stack lost its history to the overwrite leave the sampler",
+                          B, replay_prioritized_edge) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  rl::ReplayConfig config{12, {1, 2, 1}, 4};
+  config.prioritized = rl::PrioritizedConfig{};
+  rl::ReplayMemory<B> memory(config, ctx);
+  auto& sampler = memory.prioritized_sampler();
+  TaggedFrames f;
+  memory.begin_episode(f.make(1, 0));
+  for (int t = 1; t <= 11; ++t) memory.add(0, 0.0f, false, false, f.make(1, t));  // full: slots 0..11
+  CHECK(sampler.size() == 11);
+  // Slot 1's state needs slot 0; give it most of the probability, then
+  // overwrite slot 0.
+  const std::vector<std::int64_t> favourite{1};
+  const std::vector<float> error{1e6f};
+  memory.update_priorities(favourite, error);
+  memory.add(0, 0.0f, false, false, f.make(1, 12));
+  // Ages 0, 1, 2 now hold slots 1, 2, 3, each one frame short of its stack;
+  // slot 4 (age 3) still has its three earlier frames.
+  CHECK(sampler.stored(1) == 0.0);
+  CHECK(sampler.stored(2) == 0.0);
+  CHECK(sampler.stored(3) == 0.0);
+  CHECK(sampler.stored(4) > 0.0);
+  CHECK_FALSE(memory.sampleable(1));
+  CHECK(memory.sampleable(4));
+  Rng rng(4);
+  rl::ReplayBatch<B> batch;
+  for (int round = 0; round < 20; ++round) {
+    memory.sample_prioritized(ctx, rng, 4, 0.9f, 0.4, batch);
+    const auto states = to_host(ctx, batch.states);
+    for (int i = 0; i < 4; ++i) CHECK(states[i * 8 + 1] >= 1);  // oldest channel: step 1 or later, never lost
+  }
+  // Rewards must stay finite through n-step sums, TD errors and priorities.
+  CHECK_THROWS_WITH_AS(memory.add(0, std::nanf(""), false, false, f.make(1, 13)), doctest::Contains("scale its rewards"),
+                       Error);
+  CHECK_THROWS_AS(memory.add(0, 2e9f, false, false, f.make(1, 13)), Error);
+  memory.add(0, -1e9f, false, false, f.make(1, 13));
 }
 
 TEST_CASE_TEMPLATE_DEFINE("The TD step with per-row discounts and importance weights, by hand", B, td_discounts) {
@@ -640,6 +681,7 @@ TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_prioritized_edge, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cpu);
 
@@ -656,6 +698,7 @@ TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_prioritized_edge, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cuda);
 TEST_SUITE_END();

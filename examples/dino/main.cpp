@@ -125,7 +125,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   // One replay stream per browser (the buffer is split between them).
   const rl::ReplayConfig replay_config = o.dqn.replay_config({height, width, 1}, o.stack, run.steps, o.browsers);
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
-  rl::ReplayMemory<B> replay(replay_config);
+  rl::ReplayMemory<B> replay(replay_config, ctx);
 
   Rng init_rng(o.seed);
   auto net = make_network<B>(o, game);

@@ -145,7 +145,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
   Context<B> ctx;
   const rl::ReplayConfig replay_config = o.dqn.replay_config({o.frame_size, o.frame_size, 1}, o.stack, run.steps);
   examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
-  rl::ReplayMemory<B> replay(replay_config);
+  rl::ReplayMemory<B> replay(replay_config, ctx);
 
   Rng init_rng(o.seed);
   auto net = make_network<B>(o);
@@ -176,7 +176,7 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
     rl::ReplayConfig demonstration_config = replay_config;
     demonstration_config.capacity = o.demonstrations;
     demonstration_config.prioritized.reset();
-    demonstrations.emplace(demonstration_config);
+    demonstrations.emplace(demonstration_config, ctx);
     record_planner_demonstrations(o, *demonstrations);
     if (run.resume.empty() && o.pretrain_updates > 0) pretrain(ctx, o, trainer, *demonstrations, run.run_dir);
     trainer.use_demonstrations(&*demonstrations);

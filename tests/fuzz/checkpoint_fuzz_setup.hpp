@@ -135,8 +135,14 @@ inline void resign(const fs::path& dir) {
 }
 
 // A fresh copy of the base checkpoint with `input` applied and re-signed.
-inline fs::path prepare(std::string_view input) {
+// The unedited checkpoint (read-only: edits go to copies).
+inline const fs::path& base_directory() {
   static const fs::path base = base_checkpoint();
+  return base;
+}
+
+inline fs::path prepare(std::string_view input) {
+  const fs::path& base = base_directory();
   const fs::path work = base.parent_path() / "work";
   fs::remove_all(work);
   fs::copy(base, work, fs::copy_options::recursive);

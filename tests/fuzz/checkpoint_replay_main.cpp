@@ -27,7 +27,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 struct Base {
-  fs::path dir = qrl::fuzz::prepare("");  // unedited copy
+  // The unedited checkpoint itself: prepare() rewrites its work copy for
+  // every case, so a case must not read from that.
+  fs::path dir = qrl::fuzz::base_directory();
   json state = json::parse(qrl::io::read_file(dir / "state.json"));
   std::string file(const std::string& name) const { return qrl::io::read_file(dir / name); }
   std::string chunk(const std::string& array) const {
@@ -71,7 +73,13 @@ std::vector<Case> cases() {
          const auto c = b.chunk("replay.stream1.rewards");
          return with_file(c, poke<float>(b.file(c), 2, std::numeric_limits<float>::quiet_NaN()));
        },
-       "non-finite reward"},
+       "holds reward nan, not a finite value within"},
+      {"huge_reward",
+       [](const Base& b) {  // finite, but its TD errors and priorities would overflow
+         const auto c = b.chunk("replay.stream1.rewards");
+         return with_file(c, poke<float>(b.file(c), 3, 1.38e31f));
+       },
+       "holds reward 1.38e+31, not a finite value within"},
       {"invalid_flags",
        [](const Base& b) {
          const auto c = b.chunk("replay.stream0.flags");

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/replay.cuh>
 
 namespace qrl {
 
@@ -30,6 +31,8 @@ concept Backend = requires {
   typename backend_traits<B>::Context;
   typename backend_traits<B>::Conv2dState;
   { backend_traits<B>::name } -> std::convertible_to<std::string_view>;
+  // Whether the host can read the backend's memory itself (no copies).
+  { backend_traits<B>::host_memory } -> std::convertible_to<bool>;
 } && requires(typename backend_traits<B>::Context& ctx, float* f, const float* cf, std::uint8_t* u8,
               const std::uint8_t* cu8, std::int32_t* i32, std::size_t n) {
   { backend_traits<B>::template allocate<float>(n) } -> std::same_as<float*>;
@@ -53,6 +56,7 @@ concept Backend = requires {
   backend_traits<B>::dueling_forward(ctx, cf, cf, f, std::int64_t{1}, 2, 1);
   backend_traits<B>::dueling_backward(ctx, cf, f, f, std::int64_t{1}, 2, 1);
   backend_traits<B>::add_into(ctx, cf, f, n);
+  backend_traits<B>::replay_gather(ctx, std::declval<const kernels::ReplayGatherArgs&>());
 };
 
 }  // namespace qrl

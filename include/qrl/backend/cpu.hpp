@@ -23,6 +23,7 @@
 #include <qrl/kernels/heads.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/pool.cuh>
+#include <qrl/kernels/replay.cuh>
 
 namespace qrl {
 
@@ -31,6 +32,8 @@ struct cpu {};
 template <>
 struct backend_traits<cpu> {
   static constexpr std::string_view name = "cpu";
+  // The host reads and writes this backend's memory directly.
+  static constexpr bool host_memory = true;
 
   // Scratch memory reused across calls; grows to the largest request.
   class Context {
@@ -127,6 +130,20 @@ struct backend_traits<cpu> {
   }
   static void add_into(Context&, const float* src, float* dst, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
+  }
+
+  // ---- replay (kernels/replay.cuh) ------------------------------------------
+  static void replay_gather(Context&, const kernels::ReplayGatherArgs& a) {
+    const kernels::ReplayGather g{a};
+    const auto bytes = static_cast<std::size_t>(a.frame_bytes);
+    for (int i = 0; i < a.batch; ++i) {
+      const kernels::NStepEnd e = g.end(i);
+      g.write_scalars(i, e);
+      for (int c = 0; c < a.stack; ++c) {
+        std::memcpy(g.destination(i, false, c), g.source(i, false, e, c), bytes);
+        std::memcpy(g.destination(i, true, c), g.source(i, true, e, c), bytes);
+      }
+    }
   }
 
   // ---- element-wise ---------------------------------------------------------

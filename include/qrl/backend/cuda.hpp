@@ -385,6 +385,8 @@ struct CudaOptions {
 template <>
 struct backend_traits<cuda> {
   static constexpr std::string_view name = "cuda";
+  // Device memory: the host reaches it through upload/download only.
+  static constexpr bool host_memory = false;
 
   template <class T>
   struct DeviceFree {
@@ -828,6 +830,12 @@ struct backend_traits<cuda> {
     ctx.note({src, dst});
     kernels::launch_add_into(src, dst, static_cast<std::int64_t>(n), ctx.stream());
     cuda_detail::check_launch("launch_add_into");
+  }
+
+  static void replay_gather(Context& ctx, const kernels::ReplayGatherArgs& a) {
+    ctx.note({a.frames, a.records, a.rows, a.states, a.next_states, a.actions, a.rewards, a.discounts});
+    kernels::launch_replay_gather(a, ctx.stream());
+    cuda_detail::check_launch("launch_replay_gather");
   }
 
   static void categorical_td_loss(Context& ctx, const CategoricalTdArgs& a) {

@@ -18,6 +18,7 @@
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/preprocess.cuh>
 #include <qrl/kernels/random.cuh>
+#include <qrl/kernels/replay.cuh>
 
 namespace qrl::kernels {
 
@@ -121,5 +122,9 @@ void launch_preprocess(PreprocessFunctor base, std::size_t src_frame_stride, int
 // out[e] = random action with probability epsilon, else argmax_a q[e, a].
 void launch_epsilon_greedy(const float* q, int batch, int actions, EpsilonGreedy policy, std::int32_t* out,
                            cudaStream_t stream);
+
+// The replay batch gather of kernels::ReplayGather; all pointers in `args`
+// are device memory.
+void launch_replay_gather(const ReplayGatherArgs& args, cudaStream_t stream);
 
 }  // namespace qrl::kernels

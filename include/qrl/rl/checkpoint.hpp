@@ -116,17 +116,29 @@ class CheckpointWriter {
 
   // A raw array split into files of at most chunk_bytes.
   nlohmann::json array(const std::string& name, const void* data, std::uint64_t bytes, const char* dtype) {
-    nlohmann::json chunks = nlohmann::json::array();
     const auto* p = static_cast<const char*>(data);
+    return array(name, bytes, dtype, [p](std::uint64_t offset, std::uint64_t n, char* out) {
+      std::memcpy(out, p + offset, n);
+    });
+  }
+  // The same for an array that is not in host memory in one piece:
+  // fill(offset, n, out) puts its bytes [offset, offset + n) into out, one
+  // chunk at a time, so saving needs one chunk of host memory beside it.
+  template <class Fill>
+  nlohmann::json array(const std::string& name, std::uint64_t bytes, const char* dtype, Fill&& fill) {
+    nlohmann::json chunks = nlohmann::json::array();
+    std::vector<char> buffer;
     std::uint64_t done = 0;
     int index = 0;
     do {
       const std::uint64_t n = std::min(options_.chunk_bytes, bytes - done);
+      buffer.resize(static_cast<std::size_t>(n));
+      fill(done, n, buffer.data());
       char suffix[16];
       std::snprintf(suffix, sizeof suffix, ".%05d.bin", index++);
       const std::string rel = "arrays/" + name + suffix;
       io::FileWriter out(dir_ / rel);
-      out.write(p + done, n);
+      out.write(buffer.data(), n);
       finish(rel, out);
       chunks.push_back(rel);
       done += n;
@@ -262,11 +274,32 @@ nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohm
     auto array = [&](const char* what, const void* data, std::uint64_t bytes, const char* dtype) {
       arrays[prefix + what] = out.array(prefix + what, data, bytes, dtype);
     };
-    array("frames", replay.frame_storage().data() + base * rc.frame.bytes(), used * rc.frame.bytes(), "U8");
-    array("actions", replay.action_storage().data() + base, used * 2, "I16");
-    array("rewards", replay.reward_storage().data() + base, used * 4, "F32");
-    array("flags", replay.flag_storage().data() + base, used, "U8");
-    array("history", replay.history_storage().data() + base, used, "U8");
+    const std::uint64_t frame_bytes = rc.frame.bytes();
+    arrays[prefix + "frames"] = out.array(prefix + "frames", used * frame_bytes, "U8",
+                                          [&](std::uint64_t offset, std::uint64_t n, char* into) {
+                                            // chunk_bytes need not be a multiple of a frame
+                                            std::vector<std::uint8_t> frames;
+                                            const std::uint64_t first = offset / frame_bytes;
+                                            const std::uint64_t last = (offset + n + frame_bytes - 1) / frame_bytes;
+                                            frames.resize(static_cast<std::size_t>((last - first) * frame_bytes));
+                                            replay.read_frames(static_cast<std::int64_t>(base + first),
+                                                               static_cast<std::int64_t>(last - first), frames.data());
+                                            std::memcpy(into, frames.data() + (offset - first * frame_bytes), n);
+                                          });
+    const auto records = replay.records().subspan(base, static_cast<std::size_t>(used));
+    std::vector<std::int16_t> actions;
+    std::vector<float> rewards;
+    std::vector<std::uint8_t> flags, history;
+    for (const auto& r : records) {
+      actions.push_back(r.action);
+      rewards.push_back(r.reward);
+      flags.push_back(r.flags);
+      history.push_back(r.history);
+    }
+    array("actions", actions.data(), used * 2, "I16");
+    array("rewards", rewards.data(), used * 4, "F32");
+    array("flags", flags.data(), used, "U8");
+    array("history", history.data(), used, "U8");
     positions.push_back({{"cursor", pos.cursor}, {"count", pos.count}, {"transitions", pos.transitions},
                          {"episode_open", pos.episode_open}});
   }
@@ -279,12 +312,11 @@ nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohm
   return j;
 }
 
-// Reads a raw array whose size this run's configuration fixes. Its chunks
-// must be regular files inside the checkpoint that add up to exactly that
-// size: a chunk that is a device (/dev/zero) or larger than stated is an
-// error before anything is allocated for it.
-inline void read_array(const std::filesystem::path& dir, const nlohmann::json& arrays, const std::string& name,
-                       void* dst, std::uint64_t expected) {
+// Reads a raw array chunk by chunk into sink(offset, bytes, n); see
+// read_array below for what is checked.
+template <class Sink>
+void read_array_chunks(const std::filesystem::path& dir, const nlohmann::json& arrays, const std::string& name,
+                       std::uint64_t expected, Sink&& sink) {
   namespace fs = std::filesystem;
   const std::string where = (dir / "state.json").string();
   require(arrays.is_object() && arrays.contains(name), where, ": no array '", name, "'");
@@ -293,7 +325,6 @@ inline void read_array(const std::filesystem::path& dir, const nlohmann::json& a
   require(bytes == expected, where, ": array '", name, "' holds ", bytes, " bytes, expected ", expected,
           " for this configuration");
   require(a.contains("chunks") && a["chunks"].is_array(), where, ": array '", name, "' lists no chunks");
-  auto* p = static_cast<char*>(dst);
   std::uint64_t done = 0;
   for (const auto& chunk : a["chunks"]) {
     require(chunk.is_string(), where, ": a chunk of '", name, "' is not a file name");
@@ -308,10 +339,21 @@ inline void read_array(const std::filesystem::path& dir, const nlohmann::json& a
     require(!ec && done + size <= bytes, path.string(), ": chunks of '", name, "' exceed its ", bytes, " bytes");
     const auto data = io::read_file(path);
     require(data.size() == size, path.string(), ": changed size while being read");
-    std::memcpy(p + done, data.data(), data.size());
+    sink(done, data.data(), static_cast<std::uint64_t>(data.size()));
     done += data.size();
   }
   require(done == bytes, where, ": chunks of '", name, "' hold ", done, " bytes, expected ", bytes);
+}
+
+// Reads a raw array whose size this run's configuration fixes. Its chunks
+// must be regular files inside the checkpoint that add up to exactly that
+// size: a chunk that is a device (/dev/zero) or larger than stated is an
+// error before anything is allocated for it.
+inline void read_array(const std::filesystem::path& dir, const nlohmann::json& arrays, const std::string& name,
+                       void* dst, std::uint64_t expected) {
+  auto* p = static_cast<char*>(dst);
+  read_array_chunks(dir, arrays, name, expected,
+                    [p](std::uint64_t offset, const char* data, std::uint64_t n) { std::memcpy(p + offset, data, n); });
 }
 
 template <Backend B>
@@ -349,48 +391,71 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
     const auto base = static_cast<std::size_t>(replay.stream_base(s));
     const auto used = static_cast<std::uint64_t>(pos.count);
     const std::string prefix = stream_prefix(s);
-    read_array(dir, arrays, prefix + "frames", replay.frame_storage().data() + base * rc.frame.bytes(),
-               used * rc.frame.bytes());
-    read_array(dir, arrays, prefix + "actions", replay.action_storage().data() + base, used * 2);
-    read_array(dir, arrays, prefix + "rewards", replay.reward_storage().data() + base, used * 4);
-    read_array(dir, arrays, prefix + "flags", replay.flag_storage().data() + base, used);
-    read_array(dir, arrays, prefix + "history", replay.history_storage().data() + base, used);
-    // The values are used as indices and in the loss: check them all.
+    const std::uint64_t frame_bytes = rc.frame.bytes();
+    // Frames go to the backend's memory a chunk at a time; a chunk may end
+    // inside a frame, whose head waits in `partial`.
+    std::vector<std::uint8_t> partial;
+    read_array_chunks(dir, arrays, prefix + "frames", used * frame_bytes,
+                      [&](std::uint64_t offset, const char* data, std::uint64_t n) {
+                        partial.insert(partial.end(), data, data + n);
+                        const std::uint64_t whole = partial.size() / frame_bytes;
+                        const std::uint64_t first = (offset + n) / frame_bytes - whole;
+                        replay.write_frames(static_cast<std::int64_t>(base + first), static_cast<std::int64_t>(whole),
+                                            partial.data());
+                        partial.erase(partial.begin(), partial.begin() + static_cast<std::ptrdiff_t>(whole * frame_bytes));
+                      });
+    std::vector<std::int16_t> actions(used);
+    std::vector<float> rewards(used);
+    std::vector<std::uint8_t> flags(used), history(used);
+    read_array(dir, arrays, prefix + "actions", actions.data(), used * 2);
+    read_array(dir, arrays, prefix + "rewards", rewards.data(), used * 4);
+    read_array(dir, arrays, prefix + "flags", flags.data(), used);
+    read_array(dir, arrays, prefix + "history", history.data(), used);
+    // The values are used as indices and in the loss: check them all before
+    // the memory takes them.
     std::int64_t transitions = 0;
     for (std::uint64_t k = 0; k < used; ++k) {
-      const std::size_t slot = base + k;
-      const std::uint8_t flags = replay.flag_storage()[slot];
-      require(flags == 0 || flags == kernels::replay_has_transition ||
-                  flags == (kernels::replay_has_transition | kernels::replay_terminal),
-              where, ": replay stream ", s, " slot ", k, " has invalid flags ", int{flags},
+      require(flags[k] == 0 || flags[k] == kernels::replay_has_transition ||
+                  flags[k] == (kernels::replay_has_transition | kernels::replay_terminal),
+              where, ": replay stream ", s, " slot ", k, " has invalid flags ", int{flags[k]},
               " — the checkpoint is damaged; resume from an older one");
-      if (!(flags & kernels::replay_has_transition)) continue;
+      if (!(flags[k] & kernels::replay_has_transition)) continue;
       ++transitions;
-      const int action = replay.action_storage()[slot];
+      const int action = actions[k];
       require(action >= 0 && action < action_count, where, ": replay stream ", s, " slot ", k, " holds action ",
               action, ", outside [0, ", action_count, ") — the checkpoint is damaged or from another game");
-      const float reward = replay.reward_storage()[slot];
-      require(std::isfinite(reward), where, ": replay stream ", s, " slot ", k, " holds a non-finite reward (",
-              reward, ") — the checkpoint is damaged; resume from an older one");
+      require(ReplayMemory<B>::reward_storable(rewards[k]), where, ": replay stream ", s, " slot ", k,
+              " holds reward ", rewards[k], ", not a finite value within ±", ReplayMemory<B>::max_abs_reward,
+              " — the checkpoint is damaged; resume from an older one");
     }
     require(transitions == pos.transitions, where, ": replay stream ", s, " flags ", transitions,
             " transitions, its position says ", pos.transitions, " — the checkpoint is damaged");
     // A prioritized slot must hold a transition; a slot the ring has not
-    // reached yet holds none (its flags are whatever the memory was built
-    // with, so they are not read).
+    // reached yet holds none.
     if (replay.prioritized())
       for (std::int64_t k = 0; k < replay.stream_capacity(s); ++k)
         if (replay.prioritized_sampler().stored(static_cast<std::int64_t>(base) + k) > 0.0)
-          require(k < pos.count && (replay.flag_storage()[base + static_cast<std::size_t>(k)] &
-                                    kernels::replay_has_transition),
-                  where, ": replay stream ", s, " slot ", k, " has a priority but no transition",
+          require(k < pos.count && (flags[static_cast<std::size_t>(k)] & kernels::replay_has_transition), where,
+                  ": replay stream ", s, " slot ", k, " has a priority but no transition",
                   k < pos.count ? "" : " (the ring has not reached it)", " — the checkpoint is damaged");
     if (pos.count > 0) {
-      const auto newest = base + static_cast<std::size_t>((pos.cursor + replay.stream_capacity(s) - 1) %
-                                                          replay.stream_capacity(s));
-      require(!(replay.flag_storage()[newest] & kernels::replay_has_transition), where, ": replay stream ", s,
+      const auto newest = static_cast<std::size_t>((pos.cursor + replay.stream_capacity(s) - 1) %
+                                                   replay.stream_capacity(s));
+      require(!(flags[newest] & kernels::replay_has_transition), where, ": replay stream ", s,
               "'s newest frame holds a transition whose next frame is not stored — the checkpoint is damaged");
     }
+    std::vector<kernels::SlotRecord> records(used);
+    for (std::uint64_t k = 0; k < used; ++k) records[k] = {rewards[k], actions[k], flags[k], history[k]};
+    replay.restore_records(static_cast<std::int64_t>(base), records);
+    // A prioritized slot the sampler could draw but the memory would reject
+    // (its stacked state or n-step window incomplete) could take most draws.
+    if (replay.prioritized())
+      for (std::int64_t k = 0; k < pos.count; ++k) {
+        const std::int64_t slot = static_cast<std::int64_t>(base) + k;
+        if (replay.prioritized_sampler().stored(slot) > 0.0)
+          require(replay.sampleable(slot), where, ": replay stream ", s, " slot ", k,
+                  " has a priority but its stacked state or n-step window is incomplete — the checkpoint is damaged");
+      }
   }
 }
 

@@ -13,8 +13,8 @@
 // parameters the runtime does not expose, are never touched).
 //
 // What a replay reuses: every device pointer of the capture, so the batch
-// must be refilled in place (same ReplayBatch tensors: DeviceReplayMemory's
-// sample() writes into them, or upload into them) and the network, optimizer
+// must be refilled in place (same ReplayBatch tensors: ReplayMemory<cuda>'s
+// sample() gathers into them at the same size, or upload into them) and the network, optimizer
 // and batch size must not change. The capture records every device buffer
 // its operations touch; if one of them is freed afterwards (a Tensor grown
 // past its capacity: a larger batch through the network, a resized batch

@@ -1,5 +1,6 @@
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <cstdint>
@@ -70,6 +71,19 @@ struct ReplayBatch {
 // that would run into the newest frame of an episode still being played is
 // not complete yet, and that slot is not sampled until it is.
 //
+// Storage. Frames live in the backend's memory (host memory on the CPU,
+// device memory on CUDA) and are written there once, as they arrive. Each
+// slot's metadata is one kernels::SlotRecord, kept twice: on the host, where
+// the draws and the bookkeeping read it, and in the backend's memory, where
+// the batch gather reads it; every write updates both, the backend's with
+// one copy per step. Sampling draws slots on the host (the seeded RNG and
+// the rejection test, the same draws on every backend) and then runs one
+// backend operation, replay_gather, whose body is kernels::ReplayGather:
+// the n-step window and the stacked-state gather of each row. The CPU runs
+// it in a loop, CUDA in a kernel, and a batch never passes through the host.
+// Writes use the Context given at construction (on CUDA: the agent's, so
+// writes and gathers share its stream), which must outlive the memory.
+//
 // Prioritized replay is a sampler of the same memory (ReplayConfig::
 // prioritized): a slot enters its sum tree at the largest priority so far
 // once its n-step window is complete (at once for n = 1), leaves it when its
@@ -78,51 +92,31 @@ struct ReplayBatch {
 template <Backend B>
 class ReplayMemory {
  public:
-  explicit ReplayMemory(ReplayConfig config) : config_(config) {
-    require(config.capacity >= config.stack + 2, "replay capacity must be at least stack + 2 = ", config.stack + 2,
-            " frames, got ", config.capacity);
-    require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
-    require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
-            " channels (preprocess to gray first)");
-    require(config.n_step >= 1 && config.n_step <= 100, "n-step horizon must lie in [1, 100], got ", config.n_step);
-    require(config.streams >= 1 && config.capacity / config.streams >= config.stack + 2, "replay memory of ",
-            config.capacity, " frames cannot hold ", config.streams, " streams of at least stack + 2 = ",
-            config.stack + 2, " frames each (raise the capacity or use fewer envs)");
-    require(config.capacity / config.streams >= config.stack + config.n_step + 1, "replay memory of ",
-            config.capacity, " frames over ", config.streams, " streams is too small for stack ", config.stack,
-            " and n-step ", config.n_step, ": each ring must hold a whole window (raise the capacity)");
-    frame_bytes_ = config.frame.bytes();
-    rings_.resize(static_cast<std::size_t>(config.streams));
-    std::int64_t base = 0;
-    for (int s = 0; s < config.streams; ++s) {
-      rings_[s].base = base;
-      rings_[s].capacity = config.capacity / config.streams + (s < config.capacity % config.streams ? 1 : 0);
-      base += rings_[s].capacity;
-    }
-    const auto capacity = static_cast<std::size_t>(config.capacity);
-    frames_.resize(capacity * frame_bytes_);
-    actions_.resize(capacity);
-    rewards_.resize(capacity);
-    flags_.resize(capacity);
-    history_.resize(capacity);
-    if (config.prioritized) prioritized_ = std::make_unique<PrioritizedSampler>(config.capacity, *config.prioritized);
+  // Writes go through `ctx`, which must outlive the memory.
+  ReplayMemory(ReplayConfig config, Context<B>& ctx) : config_(config), ctx_(&ctx) { allocate(); }
+  // A backend the host writes to directly needs no caller's context.
+  explicit ReplayMemory(ReplayConfig config)
+    requires(backend_traits<B>::host_memory)
+      : config_(config), own_ctx_(std::make_unique<Context<B>>()), ctx_(own_ctx_.get()) {
+    allocate();
   }
 
   ReplayMemory(ReplayMemory&&) noexcept = default;
   ReplayMemory& operator=(ReplayMemory&&) noexcept = default;
 
   // Bytes this configuration allocates, known before allocating it: a
-  // million 84x84 frames come to about 7.06 GB, however many streams.
+  // million 84x84 frames come to about 7.07 GB, however many streams (the
+  // frames once, a slot record on the host and one in the backend's memory).
   static std::uint64_t bytes_required(const ReplayConfig& c) {
-    return static_cast<std::uint64_t>(c.capacity) *
-           (c.frame.bytes() + sizeof(std::int16_t) + sizeof(float) + 2 * sizeof(std::uint8_t));
+    return static_cast<std::uint64_t>(c.capacity) * (c.frame.bytes() + 2 * sizeof(kernels::SlotRecord));
   }
 
   // The first observation of an episode (after env.reset()) of the env that
   // writes `stream`.
   void begin_episode(env::FrameView first, int stream = 0) {
     Ring& r = ring(stream);
-    write_frame(r, first, 0);
+    const std::int64_t slot = write_frame(r, first, 0);
+    publish_records(slot, 1);
     r.episode_open = true;
   }
 
@@ -133,16 +127,31 @@ class ReplayMemory {
     require(r.episode_open, "ReplayMemory::add without an open episode in stream ", stream,
             ": call begin_episode(first observation, stream) after each reset");
     require(action >= 0 && action <= 32767, "action ", action, " out of range for the replay memory");
+    require(reward_storable(reward), "reward ", reward, " of stream ", stream, " is not a finite value within ±",
+            max_abs_reward, ": fix the environment or scale its rewards (a DQN learns from rewards near ±1)");
     const std::int64_t current = previous(r, r.cursor);
-    actions_[current] = static_cast<std::int16_t>(action);
-    rewards_[current] = reward;
-    flags_[current] = has_transition | (terminated ? terminal : 0);
+    kernels::SlotRecord& record = records_[current];
+    record.action = static_cast<std::int16_t>(action);
+    record.reward = reward;
+    record.flags = has_transition | (terminated ? terminal : 0);
     ++r.transitions;
     ++transitions_;
     if (prioritized_) enter_complete_windows(r, current, terminated || truncated);
-    write_frame(r, next, std::min<int>(history_[current] + 1, 255));
+    const std::int64_t slot = write_frame(r, next, std::min<int>(record.history + 1, 255));
+    if (slot == current + 1) {
+      publish_records(current, 2);
+    } else {  // the ring wrapped between them
+      publish_records(current, 1);
+      publish_records(slot, 1);
+    }
     if (terminated || truncated) r.episode_open = false;
   }
+
+  // The rewards the memory takes (and a checkpoint may hold): finite and at
+  // most 1e9 in magnitude, so that n-step sums, TD errors and priorities
+  // stay finite in float32.
+  static constexpr float max_abs_reward = 1e9f;
+  static bool reward_storable(float reward) { return std::isfinite(reward) && std::fabs(reward) <= max_abs_reward; }
 
   std::int64_t capacity() const { return config_.capacity; }
   std::int64_t transitions() const { return transitions_; }
@@ -183,23 +192,45 @@ class ReplayMemory {
     r.transitions = p.transitions;
     r.episode_open = p.episode_open;
   }
-  // The rings' arrays, slot-indexed. In stream s, slots [stream_base(s),
-  // stream_base(s) + stream_frames(s)) are in use: a ring fills from its
-  // first slot and only wraps once full.
-  std::span<std::uint8_t> frame_storage() { return frames_; }
-  std::span<std::int16_t> action_storage() { return actions_; }
-  std::span<float> reward_storage() { return rewards_; }
-  std::span<std::uint8_t> flag_storage() { return flags_; }
-  std::span<std::uint8_t> history_storage() { return history_; }
+
+  // The slots' records and frames, slot-indexed, for checkpoints. In stream
+  // s, slots [stream_base(s), stream_base(s) + stream_frames(s)) are in use:
+  // a ring fills from its first slot and only wraps once full.
+  std::span<const kernels::SlotRecord> records() const { return records_; }
+  void restore_records(std::int64_t first, std::span<const kernels::SlotRecord> records) {
+    require(first >= 0 && first + static_cast<std::int64_t>(records.size()) <= config_.capacity,
+            "replay records [", first, ", ", first + static_cast<std::int64_t>(records.size()),
+            ") outside the memory's ", config_.capacity, " slots");
+    std::copy(records.begin(), records.end(), records_.begin() + first);
+    publish_records(first, static_cast<std::int64_t>(records.size()));
+  }
+  // Frames [first, first + count) to or from host memory.
+  void read_frames(std::int64_t first, std::int64_t count, std::uint8_t* out) const {
+    check_frame_range(first, count);
+    backend_traits<B>::download(*ctx_, frames_.data() + first * frame_bytes(), out,
+                                static_cast<std::size_t>(count * frame_bytes()));
+  }
+  void write_frames(std::int64_t first, std::int64_t count, const std::uint8_t* in) {
+    check_frame_range(first, count);
+    backend_traits<B>::upload(*ctx_, in, frames_.data() + first * frame_bytes(),
+                              static_cast<std::size_t>(count * frame_bytes()));
+  }
 
   // Uniform over stored transitions whose stacked state and n-step window
   // are complete; `gamma` discounts the window's rewards.
   void sample(Context<B>& ctx, Rng& rng, int batch, float gamma, ReplayBatch<B>& out) {
     require(can_sample(batch), "replay memory holds ", transitions_, " transitions, too few for a batch of ", batch,
             " (raise learning_starts)");
-    resize_staging(batch);
-    draw_rows(rng, 0, batch, gamma, *this);
-    upload_staging(ctx, batch, out);
+    shape_batch(batch, out);
+    draw_rows(rng, batch);
+    gather(ctx, 0, gamma, config_.n_step, out);
+  }
+
+  // Whether sampling may return `slot`: it holds a transition whose stacked
+  // state is still stored and whose n-step window is complete.
+  bool sampleable(std::int64_t slot) const {
+    require(slot >= 0 && slot < config_.capacity, "replay slot ", slot, " outside [0, ", config_.capacity, ")");
+    return valid(ring_of(slot), slot, age_rank(slot));
   }
 
   bool prioritized() const { return prioritized_ != nullptr; }
@@ -218,15 +249,16 @@ class ReplayMemory {
     auto& sampler = prioritized_sampler();
     require(can_sample(batch) && sampler.size() > 0, "replay memory holds ", transitions_,
             " transitions, too few for a batch of ", batch, " (raise learning_starts)");
-    resize_staging(batch);
+    shape_batch(batch, out);
     out.slots.resize(static_cast<std::size_t>(batch));
     staging_weights_.resize(static_cast<std::size_t>(batch));
     // The sampler holds complete windows only; a slot at the oldest edge of
     // a full ring can still have lost its stack's history: redrawn.
     sampler.sample(rng, beta, out.slots, staging_weights_,
                    [this](std::int64_t slot) { return valid(ring_of(slot), slot, age_rank(slot)); });
-    for (int i = 0; i < batch; ++i) stage_row(ring_of(out.slots[i]), out.slots[i], gamma, i, *this);
-    upload_staging(ctx, batch, out);
+    rows_.clear();
+    for (const std::int64_t slot : out.slots) rows_.push_back(row_of(ring_of(slot), slot));
+    gather(ctx, 0, gamma, config_.n_step, out);
     out.weights.resize({batch});
     upload<B, float>(ctx, staging_weights_, out.weights);
   }
@@ -254,10 +286,11 @@ class ReplayMemory {
             " transitions, too few for ", demonstration_rows, " rows a batch (record more)");
     require(can_sample(batch - demonstration_rows), "replay memory holds ", transitions_,
             " transitions, too few for a batch of ", batch - demonstration_rows, " (raise learning_starts)");
-    resize_staging(batch);
-    demonstrations.draw_rows(rng, 0, demonstration_rows, gamma, *this);
-    draw_rows(rng, demonstration_rows, batch - demonstration_rows, gamma, *this);
-    upload_staging(ctx, batch, out);
+    shape_batch(batch, out);
+    demonstrations.draw_rows(rng, demonstration_rows);
+    draw_rows(rng, batch - demonstration_rows);
+    demonstrations.gather(ctx, 0, gamma, config_.n_step, out);
+    gather(ctx, demonstration_rows, gamma, config_.n_step, out);
   }
 
   // The stacked state [stack, H, W] of the k-th oldest stored frame (of
@@ -271,20 +304,20 @@ class ReplayMemory {
     return transition_at(stream, k, state, next_state, action, reward, terminated);
   }
 
-  // The same for the k-th oldest stored frame of one stream.
+  // The same for the k-th oldest stored frame of one stream, gathered by
+  // the backend's replay_gather as a one-row batch of one-step windows.
   bool transition_at(int stream, std::int64_t k, std::vector<std::uint8_t>& state,
                      std::vector<std::uint8_t>& next_state, int& action, float& reward, bool& terminated) const {
     const Ring& r = ring(stream);
     require(k >= 0 && k < r.count, "transition index ", k, " outside [0, ", r.count, ") of stream ", stream);
     const std::int64_t slot = r.base + (oldest(r) + k) % r.capacity;
     if (!valid(r, slot, k)) return false;
-    state.resize(frame_bytes_ * config_.stack);
-    next_state.resize(state.size());
-    gather_state(r, slot, state.data());
-    gather_state(r, next(r, slot), next_state.data());
-    action = actions_[slot];
-    reward = rewards_[slot];
-    terminated = flags_[slot] & terminal;
+    const Inspected one = inspect(r, slot, 1.0f, 1);
+    state = one.state;
+    next_state = one.next_state;
+    action = one.action;
+    reward = one.reward;
+    terminated = records_[slot].flags & terminal;
     return true;
   }
 
@@ -301,12 +334,11 @@ class ReplayMemory {
     require(k >= 0 && k < r.count, "transition index ", k, " outside [0, ", r.count, ") of stream ", stream);
     const std::int64_t slot = r.base + (oldest(r) + k) % r.capacity;
     if (!valid(r, slot, k)) return false;
-    const WindowEnd end = window(r, slot, gamma);
-    out.reward = end.reward;
-    out.discount = end.discount;
-    out.steps = end.steps;
-    out.next_state.resize(frame_bytes_ * config_.stack);
-    gather_state(r, end.next_slot, out.next_state.data());
+    const Inspected one = inspect(r, slot, gamma, config_.n_step);
+    out.reward = one.reward;
+    out.discount = one.discount;
+    out.steps = kernels::NStepWindow{config_.n_step, gamma}(records_.data(), row_of(r, slot)).steps;
+    out.next_state = one.next_state;
     return true;
   }
 
@@ -320,6 +352,49 @@ class ReplayMemory {
     std::int64_t base = 0, capacity = 0, cursor = 0, count = 0, transitions = 0;
     bool episode_open = false;
   };
+
+  void allocate() {
+    const ReplayConfig& config = config_;
+    require(config.capacity >= config.stack + 2, "replay capacity must be at least stack + 2 = ", config.stack + 2,
+            " frames, got ", config.capacity);
+    require(config.stack >= 1 && config.stack <= 255, "replay stack depth must lie in [1, 255], got ", config.stack);
+    require(config.frame.channels == 1, "replay memory stores gray frames; got ", config.frame.channels,
+            " channels (preprocess to gray first)");
+    require(config.n_step >= 1 && config.n_step <= 100, "n-step horizon must lie in [1, 100], got ", config.n_step);
+    require(config.streams >= 1 && config.capacity / config.streams >= config.stack + 2, "replay memory of ",
+            config.capacity, " frames cannot hold ", config.streams, " streams of at least stack + 2 = ",
+            config.stack + 2, " frames each (raise the capacity or use fewer envs)");
+    require(config.capacity / config.streams >= config.stack + config.n_step + 1, "replay memory of ",
+            config.capacity, " frames over ", config.streams, " streams is too small for stack ", config.stack,
+            " and n-step ", config.n_step, ": each ring must hold a whole window (raise the capacity)");
+    rings_.resize(static_cast<std::size_t>(config.streams));
+    std::int64_t base = 0;
+    for (int s = 0; s < config.streams; ++s) {
+      rings_[s].base = base;
+      rings_[s].capacity = config.capacity / config.streams + (s < config.capacity % config.streams ? 1 : 0);
+      base += rings_[s].capacity;
+    }
+    // Frames are written before they are read, so their memory is left as
+    // allocated (pages are committed as the rings fill); the records start
+    // empty on both sides.
+    frames_.resize({config.capacity, frame_bytes()});
+    records_.assign(static_cast<std::size_t>(config.capacity), kernels::SlotRecord{});
+    backend_records_.resize({config.capacity});
+    publish_records(0, config.capacity);
+    if (config.prioritized) prioritized_ = std::make_unique<PrioritizedSampler>(config.capacity, *config.prioritized);
+  }
+
+  std::int64_t frame_bytes() const { return static_cast<std::int64_t>(config_.frame.bytes()); }
+  void check_frame_range(std::int64_t first, std::int64_t count) const {
+    require(first >= 0 && count >= 0 && first + count <= config_.capacity, "replay frames [", first, ", ",
+            first + count, ") outside the memory's ", config_.capacity, " slots");
+  }
+
+  // Host records [first, first + count) to the backend's copy.
+  void publish_records(std::int64_t first, std::int64_t count) {
+    backend_traits<B>::upload(*ctx_, records_.data() + first, backend_records_.data() + first,
+                              static_cast<std::size_t>(count));
+  }
 
   Ring& ring(int stream) {
     require(stream >= 0 && stream < config_.streams, "replay stream ", stream, " outside [0, ", config_.streams, ")");
@@ -335,12 +410,13 @@ class ReplayMemory {
     const Ring& r = ring_of(slot);
     return (slot - r.base - oldest(r) + r.capacity) % r.capacity;
   }
+  static kernels::ReplayRow row_of(const Ring& r, std::int64_t slot) { return {slot, r.base, r.capacity}; }
 
   // The transition just stored at `current` completes the n-step window of
   // the one n - 1 steps earlier in its episode, or at an episode end every
   // window still open: those slots enter the prioritized sampler.
   void enter_complete_windows(const Ring& r, std::int64_t current, bool episode_end) {
-    const int earlier = history_[current];  // transitions of this episode before `current`
+    const int earlier = records_[current].history;  // transitions of this episode before `current`
     const int n = config_.n_step;
     auto back = [&](int j) { return r.base + (current - r.base - j + r.capacity) % r.capacity; };
     if (episode_end) {
@@ -357,23 +433,43 @@ class ReplayMemory {
   }
   static std::int64_t oldest(const Ring& r) { return (r.cursor - r.count + r.capacity) % r.capacity; }
 
-  void write_frame(Ring& r, env::FrameView frame, int history) {
+  // Stores `frame` at the ring's cursor and returns its slot; its record
+  // becomes "no transition yet" (the caller publishes it).
+  std::int64_t write_frame(Ring& r, env::FrameView frame, int history) {
     require(frame.pixels != nullptr && frame.shape == config_.frame, "replay memory got a ", frame.shape.height, "x",
             frame.shape.width, "x", frame.shape.channels, " frame, configured for ", config_.frame.height, "x",
             config_.frame.width, "x", config_.frame.channels);
     const std::int64_t slot = r.base + r.cursor;
-    if (r.count == r.capacity && (flags_[slot] & has_transition)) {
+    kernels::SlotRecord& record = records_[slot];
+    if (r.count == r.capacity && (record.flags & has_transition)) {
       --r.transitions;
       --transitions_;
     }
     if (prioritized_) prioritized_->remove(slot);
-    std::memcpy(frames_.data() + slot * frame_bytes_, frame.pixels, frame_bytes_);
-    flags_[slot] = 0;
-    history_[slot] = static_cast<std::uint8_t>(history);
+    backend_traits<B>::upload(*ctx_, frame.pixels, frames_.data() + slot * frame_bytes(), config_.frame.bytes());
+    record.flags = 0;
+    record.history = static_cast<std::uint8_t>(history);
     r.cursor = r.cursor + 1 == r.capacity ? 0 : r.cursor + 1;
     if (r.count < r.capacity) {
       ++r.count;
       ++count_;
+    }
+    if (prioritized_ && r.count == r.capacity) retire_lost_histories(r);
+    return slot;
+  }
+
+  // In a full ring the oldest stack - 1 slots may have lost frames their
+  // stacked state needs to the overwrite; they stay unusable until they are
+  // overwritten themselves, so they leave the prioritized sampler now. Left
+  // in, one with a large priority would take most draws and be rejected
+  // every time.
+  void retire_lost_histories(const Ring& r) {
+    const kernels::SampleValid usable{config_.stack};
+    const std::int64_t first = oldest(r);
+    for (int age = 0; age < config_.stack - 1 && age < r.capacity; ++age) {
+      const std::int64_t slot = r.base + (first + age) % r.capacity;
+      const kernels::SlotRecord& record = records_[slot];
+      if ((record.flags & has_transition) && !usable(record.flags, record.history, age)) prioritized_->remove(slot);
     }
   }
 
@@ -381,7 +477,8 @@ class ReplayMemory {
   // (the oldest slots may have lost their history to the ring's overwrite)
   // and its n-step window is complete.
   bool valid(const Ring& r, std::int64_t slot, std::int64_t age_rank) const {
-    if (!kernels::SampleValid{config_.stack}(flags_[slot], history_[slot], age_rank)) return false;
+    const kernels::SlotRecord& record = records_[slot];
+    if (!kernels::SampleValid{config_.stack}(record.flags, record.history, age_rank)) return false;
     return config_.n_step == 1 || window_complete(r, slot);
   }
 
@@ -391,79 +488,78 @@ class ReplayMemory {
   // of an episode still being played.
   bool window_complete(const Ring& r, std::int64_t slot) const {
     for (int k = 0; k < config_.n_step - 1; ++k) {
-      if (flags_[slot] & terminal) return true;
+      if (records_[slot].flags & terminal) return true;
       const std::int64_t after = next(r, slot);
-      if (!(flags_[after] & has_transition)) return !(r.episode_open && after == newest(r));
+      if (!(records_[after].flags & has_transition)) return !(r.episode_open && after == newest(r));
       slot = after;
     }
     return true;
   }
 
-  struct WindowEnd {
-    float reward = 0.0f, discount = 0.0f;
-    int steps = 0;
-    std::int64_t next_slot = 0;
-  };
-  // The n-step window from a valid slot. With n = 1 this is (r, gamma or 0,
-  // the next slot): the one-step target's arithmetic, bit for bit.
-  WindowEnd window(const Ring& r, std::int64_t slot, float gamma) const {
-    WindowEnd end;
-    float factor = 1.0f;
-    for (int k = 0; k < config_.n_step; ++k) {
-      end.reward += factor * rewards_[slot];
-      factor *= gamma;
-      end.steps = k + 1;
-      end.next_slot = next(r, slot);
-      if (flags_[slot] & terminal) return end;  // discount stays 0
-      if (k + 1 == config_.n_step || !(flags_[end.next_slot] & has_transition)) break;
-      slot = end.next_slot;
-    }
-    end.discount = factor;
-    return end;
-  }
-
-  // One draw over the used slots of all rings (ring by ring), so every
-  // stored frame is equally likely; rejected until it holds a transition.
-  void resize_staging(int batch) {
-    const std::size_t state_bytes = frame_bytes_ * config_.stack;
-    staging_states_.resize(state_bytes * static_cast<std::size_t>(batch));
-    staging_next_.resize(staging_states_.size());
-    staging_actions_.resize(batch);
-    staging_rewards_.resize(batch);
-    staging_discounts_.resize(batch);
-  }
-
-  // Draws rows [first, first + count) of `into`'s host staging from this
-  // memory (whose frames match `into`'s).
-  void draw_rows(Rng& rng, int first, int count, float gamma, ReplayMemory& into) const {
-    for (int i = first; i < first + count; ++i) {
-      const auto [r, slot] = draw_valid_slot(rng);
-      stage_row(*r, slot, gamma, i, into);
-    }
-  }
-
-  void stage_row(const Ring& r, std::int64_t slot, float gamma, int i, ReplayMemory& into) const {
-    const std::size_t state_bytes = frame_bytes_ * config_.stack;
-    const WindowEnd end = window(r, slot, gamma);
-    gather_state(r, slot, into.staging_states_.data() + i * state_bytes);
-    gather_state(r, end.next_slot, into.staging_next_.data() + i * state_bytes);
-    into.staging_actions_[i] = actions_[slot];
-    into.staging_rewards_[i] = end.reward;
-    into.staging_discounts_[i] = end.discount;
-  }
-
-  void upload_staging(Context<B>& ctx, int batch, ReplayBatch<B>& out) {
+  void shape_batch(int batch, ReplayBatch<B>& out) const {
     const Shape stacked{batch, config_.stack, config_.frame.height, config_.frame.width};
     out.states.resize(stacked);
     out.next_states.resize(stacked);
     out.actions.resize({batch});
     out.rewards.resize({batch});
     out.discounts.resize({batch});
-    upload<B, std::uint8_t>(ctx, staging_states_, out.states);
-    upload<B, std::uint8_t>(ctx, staging_next_, out.next_states);
-    upload<B, std::int32_t>(ctx, staging_actions_, out.actions);
-    upload<B, float>(ctx, staging_rewards_, out.rewards);
-    upload<B, float>(ctx, staging_discounts_, out.discounts);
+  }
+
+  // Draws `count` valid slots into rows_ (replacing what it held).
+  void draw_rows(Rng& rng, int count) const {
+    rows_.clear();
+    for (int i = 0; i < count; ++i) {
+      const auto [r, slot] = draw_valid_slot(rng);
+      rows_.push_back(row_of(*r, slot));
+    }
+  }
+
+  // Gathers rows_ into rows [first, first + rows_.size()) of `out` with the
+  // backend's replay_gather: the rows go to the backend, the batch never
+  // comes back.
+  void gather(Context<B>& ctx, int first, float gamma, int n_step, ReplayBatch<B>& out) const {
+    const auto count = static_cast<std::int64_t>(rows_.size());
+    if (count == 0) return;
+    // Writes went through the memory's own context; a gather on another one
+    // (another stream) must not overtake them.
+    if (&ctx != ctx_) backend_traits<B>::synchronize(*ctx_);
+    backend_rows_.resize({count});
+    backend_traits<B>::upload(ctx, rows_.data(), backend_rows_.data(), rows_.size());
+    const std::int64_t state_bytes = frame_bytes() * config_.stack;
+    kernels::ReplayGatherArgs a;
+    a.frames = frames_.data();
+    a.records = backend_records_.data();
+    a.rows = backend_rows_.data();
+    a.batch = static_cast<int>(count);
+    a.stack = config_.stack;
+    a.frame_bytes = frame_bytes();
+    a.window = {n_step, gamma};
+    a.states = out.states.data() + first * state_bytes;
+    a.next_states = out.next_states.data() + first * state_bytes;
+    a.actions = out.actions.data() + first;
+    a.rewards = out.rewards.data() + first;
+    a.discounts = out.discounts.data() + first;
+    backend_traits<B>::replay_gather(ctx, a);
+  }
+
+  // One row gathered by the backend and brought to the host (inspection).
+  struct Inspected {
+    std::vector<std::uint8_t> state, next_state;
+    int action = 0;
+    float reward = 0.0f, discount = 0.0f;
+  };
+  Inspected inspect(const Ring& r, std::int64_t slot, float gamma, int n_step) const {
+    rows_.assign(1, row_of(r, slot));
+    ReplayBatch<B> one;
+    shape_batch(1, one);
+    gather(*ctx_, 0, gamma, n_step, one);
+    Inspected out;
+    out.state = to_host(*ctx_, one.states);
+    out.next_state = to_host(*ctx_, one.next_states);
+    out.action = to_host(*ctx_, one.actions)[0];
+    out.reward = to_host(*ctx_, one.rewards)[0];
+    out.discount = to_host(*ctx_, one.discounts)[0];
+    return out;
   }
 
   std::pair<const Ring*, std::int64_t> draw_valid_slot(Rng& rng) const {
@@ -481,25 +577,19 @@ class ReplayMemory {
          ", n-step ", config_.n_step, "): raise learning_starts or the capacity");
   }
 
-  void gather_state(const Ring& r, std::int64_t slot, std::uint8_t* out) const {
-    const kernels::StackGather gather{config_.stack};
-    for (int c = 0; c < config_.stack; ++c) {
-      const std::int64_t source = gather.source(r.base, r.capacity, slot, history_[slot], c);
-      std::memcpy(out + c * frame_bytes_, frames_.data() + source * frame_bytes_, frame_bytes_);
-    }
-  }
-
   ReplayConfig config_;
-  std::size_t frame_bytes_ = 0;
-  std::vector<std::uint8_t> frames_;
-  std::vector<std::int16_t> actions_;
-  std::vector<float> rewards_;
-  std::vector<std::uint8_t> flags_, history_;
+  std::unique_ptr<Context<B>> own_ctx_;  // only for the constructor without a context
+  Context<B>* ctx_ = nullptr;
+  Tensor<B, std::uint8_t> frames_;                   // [capacity, frame bytes], backend memory
+  std::vector<kernels::SlotRecord> records_;         // host: draws and bookkeeping read these
+  Tensor<B, kernels::SlotRecord> backend_records_;   // the backend's copy: the gather reads these
   std::vector<Ring> rings_;
   std::int64_t count_ = 0, transitions_ = 0;  // summed over the rings
-  std::vector<std::uint8_t> staging_states_, staging_next_;
-  std::vector<std::int32_t> staging_actions_;
-  std::vector<float> staging_rewards_, staging_discounts_, staging_weights_;
+  // Drawn rows and their backend copy: staging, mutable so that drawing
+  // from a const memory (the demonstrations, inspection) can use them.
+  mutable std::vector<kernels::ReplayRow> rows_;
+  mutable Tensor<B, kernels::ReplayRow> backend_rows_;
+  std::vector<float> staging_weights_;
   std::unique_ptr<PrioritizedSampler> prioritized_;
 };
 
