@@ -13,6 +13,11 @@
 #include <qrl/nn/loss.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/nn/sequential.hpp>
+#include <qrl/nn/serialize.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "test_support.hpp"
 
@@ -507,6 +512,88 @@ TEST_CASE_TEMPLATE_DEFINE("Dueling: V + A - mean(A) per atom, gradients, names, 
   check.run(net[1], {2, 6}, [&](std::size_t n) { return check.normal(n); }, 2e-3);
 }
 
+TEST_CASE_TEMPLATE_DEFINE("A noisy dueling C51 network: safetensors round trip, clone, shape errors", B, noisy_dueling_io) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto build = [&](std::uint64_t seed) {
+    nn::Sequential<B> net;
+    net.template add<nn::Flatten>();
+    nn::add_q_head(net, 10, 8, nn::QHeadShape{3, 5, true, true});
+    Rng init(seed);
+    net.initialize(ctx, init, nn::Init::pytorch_default);
+    return net;
+  };
+  auto net = build(1);
+  Rng data(2);
+  const auto x = test::random_vector(4 * 10, data);
+  auto xt = from_host<B, float>(ctx, x, {4, 10});
+  auto output = [&](nn::Sequential<B>& n) { return to_host(ctx, n.forward(ctx, xt.view())); };
+  const auto mean_output = output(net);  // noise off until drawn
+  CHECK(test::all_finite(mean_output));
+  CHECK(test::norm(mean_output) > 0.0);
+  Rng noise(3);
+  net.resample_noise(ctx, noise);
+  const auto noisy_output = output(net);
+  CHECK(noisy_output != mean_output);
+
+  // A clone keeps the weights and the noise sample in use, and is a copy:
+  // new noise in the original leaves it alone.
+  auto copy = net.clone(ctx);
+  CHECK(output(copy) == noisy_output);
+  net.resample_noise(ctx, noise);
+  CHECK(output(net) != noisy_output);
+  CHECK(output(copy) == noisy_output);
+  copy.set_noise(ctx, false);
+  CHECK(output(copy) == mean_output);
+
+  // Safetensors keeps mu and sigma of both streams under their PyTorch names;
+  // a network loaded from them acts as the saved one with the noise off, and
+  // with the same noise sample gives the same output.
+  const auto dir = std::filesystem::temp_directory_path() / ("qrl_test_nn_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  nn::save_weights(ctx, net, dir / "w.safetensors", {});
+  const auto raw = io::load_safetensors(dir / "w.safetensors");
+  for (const char* name : {"1.value.0.weight_mu", "1.value.0.weight_sigma", "1.value.2.bias_sigma",
+                           "1.advantage.2.weight_mu", "1.advantage.2.bias_mu"})
+    CHECK_MESSAGE(raw.tensors.count(name) == 1, name);
+  CHECK(raw.tensors.at("1.advantage.2.weight_mu").shape == std::vector<std::int64_t>{15, 8});
+  auto loaded = build(9);
+  CHECK(output(loaded) != mean_output);
+  nn::load_weights(ctx, loaded, dir / "w.safetensors");
+  auto a = net.parameters(), b = loaded.parameters();
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(to_host(ctx, *a[i].value) == to_host(ctx, *b[i].value));
+  net.set_noise(ctx, false);
+  CHECK(output(loaded) == output(net));
+  Rng same_a(7), same_b(7);
+  net.resample_noise(ctx, same_a);
+  loaded.resample_noise(ctx, same_b);
+  CHECK(output(loaded) == output(net));
+  // The same file does not load into a plain (not noisy) or a not-dueling head.
+  nn::Sequential<B> plain;
+  plain.template add<nn::Flatten>();
+  nn::add_q_head(plain, 10, 8, nn::QHeadShape{3, 5, true, false});
+  CHECK_THROWS_AS(nn::load_weights(ctx, plain, dir / "w.safetensors"), Error);
+  std::filesystem::remove_all(dir);
+
+  // Streams that do not fit the head are refused by name.
+  auto stream = [](int in, int out) {
+    nn::Sequential<B> s;
+    s.template add<nn::Dense>(in, out);
+    return s;
+  };
+  nn::Dueling<B> short_value(stream(10, 4), stream(10, 15), 3, 5);
+  CHECK_THROWS_WITH_AS(short_value.output_shape({2, 10}), doctest::Contains("the value stream gives [2, 4], expected [2, 5]"),
+                       ShapeError);
+  nn::Dueling<B> short_advantage(stream(10, 5), stream(10, 12), 3, 5);
+  CHECK_THROWS_WITH_AS(short_advantage.output_shape({2, 10}),
+                       doctest::Contains("the advantage stream gives [2, 12], expected [2, 15]"), ShapeError);
+  CHECK_THROWS_AS(nn::Dueling<B>(stream(10, 5), stream(10, 15), 0, 5), ShapeError);
+  nn::NoisyDense<B> noisy(10, 3);
+  CHECK_THROWS_WITH_AS(noisy.output_shape({2, 9}), doctest::Contains("expects [batch, 10] input, got [2, 9]"), ShapeError);
+  CHECK_THROWS_AS(nn::NoisyDense<B>(10, 3, -0.1f), Error);
+}
+
 TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cpu);
@@ -521,6 +608,7 @@ TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(noisy_dueling_io, qrl::cpu);
 
 #if defined(QRL_HAVE_CUDA)
 // The same suites on the GPU, labelled "cuda"; each reports a skip (see
@@ -540,5 +628,6 @@ TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(noisy_dueling_io, qrl::cuda);
 TEST_SUITE_END();
 #endif
