@@ -51,8 +51,9 @@ __global__ void replay_gather_kernel(ReplayGather g) {
 
 void launch_replay_gather(const ReplayGatherArgs& args, cudaStream_t stream) {
   if (args.batch <= 0) return;
-  const dim3 grid(static_cast<unsigned>(args.batch), static_cast<unsigned>(2 * args.stack));
-  replay_gather_kernel<<<grid, threads_per_block, 0, stream>>>(ReplayGather{args});
+  const ReplayGather gather{args};
+  const dim3 grid(static_cast<unsigned>(args.batch), static_cast<unsigned>(gather.states_per_row() * args.stack));
+  replay_gather_kernel<<<grid, threads_per_block, 0, stream>>>(gather);
 }
 
 void launch_preprocess(PreprocessFunctor base, std::size_t src_frame_stride, int frames, std::uint8_t* dst,

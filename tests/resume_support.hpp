@@ -58,9 +58,10 @@ struct Setup {
     c.adam.max_grad_norm = 10.0f;
     return c;
   }
-  static rl::TrainerConfig trainer_config() {
+  static rl::TrainerConfig trainer_config(rl::ActingPath acting) {
     rl::TrainerConfig c;
     c.seed = 11;
+    c.acting = acting;
     c.epsilon = rl::EpsilonSchedule::linear(1.0, 0.1, 400);
     c.score_window = 5;
     c.schedule.learning_starts = 60;
@@ -71,12 +72,13 @@ struct Setup {
 
   template <class MakeEnv>
     requires std::invocable<MakeEnv&, int>
-  Setup(MakeEnv make_env, int size, std::uint64_t init_seed, std::int64_t capacity, int env_count = 1)
+  Setup(MakeEnv make_env, int size, std::uint64_t init_seed, std::int64_t capacity, int env_count = 1,
+        rl::ActingPath acting = rl::ActingPath::automatic)
       : envs(env_count, make_env),
         agent(ctx, network(2, size, envs.action_count(), init_seed, ctx), {2, size, size}, envs.action_count(),
               dqn_config()),
         replay({capacity, {size, size, 1}, 2, env_count}),
-        trainer(envs, agent, replay, trainer_config()) {
+        trainer(envs, agent, replay, trainer_config(acting)) {
     trainer.on_episode = [this](const rl::EpisodeRecord& r) { episodes.push_back(r); };
   }
   Setup(Env e, int size, std::uint64_t init_seed, std::int64_t capacity)
@@ -141,13 +143,13 @@ void check_same_run(Setup<Env>& a, Setup<Env>& b, const std::vector<rl::EpisodeR
 // save falls between two vector steps.
 template <class MakeEnv>
 void exact_resume(MakeEnv make_env, int size, std::int64_t steps, std::int64_t capacity, const char* tag,
-                  int env_count = 1) {
+                  int env_count = 1, rl::ActingPath acting = rl::ActingPath::automatic) {
   using Env = std::invoke_result_t<MakeEnv&, int>;
   TempDir dir(tag);
-  Setup<Env> straight(make_env, size, 3, capacity, env_count);
+  Setup<Env> straight(make_env, size, 3, capacity, env_count, acting);
   straight.trainer.run(steps);
 
-  Setup<Env> first(make_env, size, 3, capacity, env_count);
+  Setup<Env> first(make_env, size, 3, capacity, env_count, acting);
   first.trainer.run(steps / 2);
   // The harder case: every env is mid-episode.
   for (const auto& slot : first.trainer.state().envs) CHECK(slot.tally.length > 0);
@@ -155,7 +157,7 @@ void exact_resume(MakeEnv make_env, int size, std::int64_t steps, std::int64_t c
   CHECK(saved.filename() == rl::checkpoint_name(steps / 2));
 
   // Built with another init seed: everything must come from the checkpoint.
-  Setup<Env> resumed(make_env, size, 99, capacity, env_count);
+  Setup<Env> resumed(make_env, size, 99, capacity, env_count, acting);
   rl::load_checkpoint(*rl::latest_checkpoint(dir.path / "checkpoints"), resumed.trainer, resumed.ctx);
   CHECK(resumed.trainer.step() == steps / 2);
   resumed.trainer.run(steps);

@@ -121,6 +121,10 @@ TEST_CASE("exact resume of two envs stepped together: N steps straight == N/2, c
   exact_resume([](int) { return envs::Catch(8); }, 8, 1000, 300, "catch2", 2);
 }
 
+TEST_CASE("exact resume of two envs acting on the backend: the counter-based draws need no saved generator") {
+  exact_resume([](int) { return envs::Catch(8); }, 8, 1000, 300, "catch2_backend_acting", 2, rl::ActingPath::backend);
+}
+
 TEST_CASE("a replay memory of several streams round-trips through checkpoint arrays; one stream keeps its format") {
   TempDir dir("streams");
   // 3 streams of 21, 20 and 20 frames; stream s plays episodes of 4 + 3s

@@ -212,6 +212,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN 
   Context<B> ctx;
   auto trainer_config = catch_trainer_config(800);
   trainer_config.progress_interval = 100;
+  trainer_config.acting = rl::ActingPath::host;  // the plain loop's act(); automatic is backend on CUDA
 
   auto plain_agent = catch_agent<B>(ctx);
   rl::ReplayMemory<B> plain_replay({600, {10, 10, 1}, 2}, ctx);  // wraps
@@ -414,6 +415,61 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
   check_learned(agent, "4 envs");
 }
 
+// Acting on the backend: the states come from the replay memory, the
+// epsilon-greedy draws from kernels::EpsilonGreedy on the backend, and only
+// the actions come back. Each action must be the functor's choice on the
+// Q-values the host path computes, at epsilon 0, 0.5 and 1.
+TEST_CASE_TEMPLATE_DEFINE("Dqn::act_on_backend takes kernels::EpsilonGreedy's actions on the agent's Q-values", B,
+                          act_on_backend) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto agent = catch_agent<B>(ctx);
+  constexpr int count = 64;
+  std::vector<std::uint8_t> host_states(static_cast<std::size_t>(count) * 2 * 10 * 10);
+  Rng pixels(9);
+  for (auto& p : host_states) p = pixels.uniform() < 0.1 ? 255 : 0;
+  Tensor<B, std::uint8_t> states({count, 2, 10, 10});
+  backend_traits<B>::upload(ctx, host_states.data(), states.data(), host_states.size());
+  const auto q = agent->q_values(host_states.data(), count);
+  int greedy_differs = 0;
+  for (int i = 0; i < count; ++i)
+    greedy_differs += kernels::ArgmaxRow{}(q.data() + 3 * i, 3) != kernels::ArgmaxRow{}(q.data(), 3);
+  CHECK(greedy_differs > 0);  // the states lead to different greedy actions
+  for (const float epsilon : {0.0f, 0.5f, 1.0f}) {
+    CAPTURE(epsilon);
+    const kernels::EpsilonGreedy policy{epsilon, kernels::CounterRng{77, 1234}};
+    std::vector<int> actions(count, -1);
+    agent->act_on_backend(states.data(), count, policy, actions);
+    int explored = 0;
+    for (int i = 0; i < count; ++i) {
+      CHECK(actions[i] == policy(q.data() + 3 * i, 3, i));
+      explored += actions[i] != kernels::ArgmaxRow{}(q.data() + 3 * i, 3);
+    }
+    if (epsilon == 0.0f) CHECK(explored == 0);
+    if (epsilon == 1.0f) CHECK(explored > count / 2 - 12);  // 2/3 of random actions differ from the greedy one
+  }
+  std::vector<int> wrong(3);
+  CHECK_THROWS_AS(agent->act_on_backend(states.data(), count, {}, wrong), Error);
+}
+
+// The trainer acting on the backend learns as the host path does
+// (test_checkpoint resumes such a run exactly).
+TEST_CASE_TEMPLATE_DEFINE("DQN acting on the backend learns Catch from four envs", B, learns_catch_backend_acting) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  auto trainer_config = catch_trainer_config(3000);
+  trainer_config.acting = rl::ActingPath::backend;
+  auto agent = catch_agent<B>(ctx);
+  rl::ReplayMemory<B> replay({20000, {10, 10, 1}, 2, 4}, ctx);
+  env::VectorEnv<envs::Catch> envs(4, [](int) { return envs::Catch(10); });
+  rl::Trainer<B, envs::Catch> trainer(envs, *agent, replay, trainer_config);
+  CHECK(trainer.acts_on_backend());
+  trainer.run(6000);
+  CHECK(agent->updates() == 6000 - 500 + 1);
+  for (int i = 0; i < 4; ++i) CHECK(replay.stream_transitions(i) == 1500);
+  check_learned(*agent, "4 envs, acting on the backend");
+}
+
 TEST_CASE_TEMPLATE_DEFINE("C51 with n-step returns and prioritized replay learns Catch far above random", B,
                           learns_catch_rainbow_parts) {
   if (!test::backend_available<B>()) return;
@@ -481,6 +537,8 @@ TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(act_on_backend, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_backend_acting, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
 
@@ -493,6 +551,8 @@ TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(act_on_backend, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(learns_catch_backend_acting, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cuda);
 TEST_SUITE_END();

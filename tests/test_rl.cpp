@@ -126,6 +126,61 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the f
   CHECK(tags(next) == std::vector<std::pair<int, int>>{{2, 0}, {2, 0}, {2, 1}, {2, 2}});
 }
 
+// Acting on the backend reads each env's current state from the replay
+// memory; it must be the FrameStack's state, step by step, across episode
+// starts, for every stream and after the rings wrap.
+TEST_CASE_TEMPLATE_DEFINE("The newest states gathered from the replay memory are the FrameStacks' states", B,
+                          replay_newest_states) {
+  if (!test::backend_available<B>()) return;
+  Context<B> ctx;
+  constexpr int streams = 3;
+  rl::ReplayMemory<B> memory({streams * 9, {1, 2, 1}, 4, streams}, ctx);  // 9 slots a stream: wraps
+  Tensor<B, std::uint8_t> states;
+  CHECK_THROWS_WITH_AS(memory.gather_newest_states(ctx, states), doctest::Contains("begin_episode"), Error);
+  std::vector<rl::FrameStack> stacks(streams, rl::FrameStack({1, 2, 1}, 4));
+  std::vector<TaggedFrames> frames(streams);
+  std::vector<int> episode(streams, 1), step(streams, 0);
+  for (int s = 0; s < streams; ++s) {
+    const auto first = frames[s].make(10 * s + episode[s], 0);
+    stacks[s].reset(first);
+    memory.begin_episode(first, s);
+  }
+  int checked = 0, starts = 0, full_stacks = 0;
+  for (int t = 0; t < 40; ++t) {
+    memory.gather_newest_states(ctx, states);
+    REQUIRE(states.shape() == Shape{streams, 4, 1, 2});
+    const auto host = to_host(ctx, states);
+    for (int s = 0; s < streams; ++s) {
+      CAPTURE(t);
+      CAPTURE(s);
+      const std::vector<std::uint8_t> expected(stacks[s].data(), stacks[s].data() + 8);
+      CHECK(std::vector<std::uint8_t>(host.begin() + 8 * s, host.begin() + 8 * (s + 1)) == expected);
+      ++checked;
+      const auto t4 = tags(expected);
+      full_stacks += std::set<std::pair<int, int>>(t4.begin(), t4.end()).size() == 4;
+      // Stream s's episodes last 3 + s steps.
+      ++step[s];
+      const bool last = step[s] == 3 + s;
+      const auto next = frames[s].make(10 * s + episode[s], step[s]);
+      memory.add(1, 1.0f, last, false, next, s);
+      if (last) {
+        ++episode[s];
+        step[s] = 0;
+        const auto first = frames[s].make(10 * s + episode[s], 0);
+        stacks[s].reset(first);
+        memory.begin_episode(first, s);
+        ++starts;
+      } else {
+        stacks[s].push(next);
+      }
+    }
+  }
+  CHECK(checked == 40 * streams);
+  CHECK(starts > 20);
+  CHECK(full_stacks > 10);              // states of four distinct frames were compared
+  CHECK(memory.stream_frames(0) == 9);  // every ring wrapped
+}
+
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken stack", B, replay_wrap) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
@@ -673,6 +728,7 @@ TEST_CASE_TEMPLATE_DEFINE("The categorical TD step by hand: next action, project
 }
 
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
+TEST_CASE_TEMPLATE_INVOKE(replay_newest_states, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cpu);
 TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cpu);
@@ -690,6 +746,7 @@ TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cpu);
 // test::backend_available) where no CUDA device is usable.
 TEST_SUITE_BEGIN("cuda");
 TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cuda);
+TEST_CASE_TEMPLATE_INVOKE(replay_newest_states, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cuda);
 TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cuda);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/random.cuh>
 #include <qrl/kernels/replay.cuh>
 
 namespace qrl {
@@ -57,6 +58,7 @@ concept Backend = requires {
   backend_traits<B>::dueling_backward(ctx, cf, f, f, std::int64_t{1}, 2, 1);
   backend_traits<B>::add_into(ctx, cf, f, n);
   backend_traits<B>::replay_gather(ctx, std::declval<const kernels::ReplayGatherArgs&>());
+  backend_traits<B>::epsilon_greedy(ctx, cf, 1, 1, kernels::EpsilonGreedy{}, i32);
 };
 
 }  // namespace qrl

@@ -23,6 +23,7 @@
 #include <qrl/kernels/heads.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/kernels/pool.cuh>
+#include <qrl/kernels/random.cuh>
 #include <qrl/kernels/replay.cuh>
 
 namespace qrl {
@@ -132,6 +133,13 @@ struct backend_traits<cpu> {
     for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
   }
 
+  // Epsilon-greedy acting over a batch of Q rows [batch, actions]; the
+  // backend-resident acting path (counter-based draws, rl::ActingPath).
+  static void epsilon_greedy(Context&, const float* q, int batch, int actions, kernels::EpsilonGreedy policy,
+                             std::int32_t* out) {
+    for (int e = 0; e < batch; ++e) out[e] = policy(q + static_cast<std::ptrdiff_t>(e) * actions, actions, e);
+  }
+
   // ---- replay (kernels/replay.cuh) ------------------------------------------
   static void replay_gather(Context&, const kernels::ReplayGatherArgs& a) {
     const kernels::ReplayGather g{a};
@@ -141,7 +149,7 @@ struct backend_traits<cpu> {
       g.write_scalars(i, e);
       for (int c = 0; c < a.stack; ++c) {
         std::memcpy(g.destination(i, false, c), g.source(i, false, e, c), bytes);
-        std::memcpy(g.destination(i, true, c), g.source(i, true, e, c), bytes);
+        if (!g.states_only()) std::memcpy(g.destination(i, true, c), g.source(i, true, e, c), bytes);
       }
     }
   }

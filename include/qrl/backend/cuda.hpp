@@ -919,7 +919,7 @@ struct backend_traits<cuda> {
     cuda_detail::check_launch("launch_adam_set_step");
   }
 
-  // ---- RL helpers that only the device needs ----------------------------------
+  // ---- acting ------------------------------------------------------------------
   static void epsilon_greedy(Context& ctx, const float* q, int batch, int actions, kernels::EpsilonGreedy policy,
                              std::int32_t* out) {
     if (batch <= 0) return;

@@ -97,7 +97,10 @@ struct NStepWindow {
 
 // One batch gather: rows[i] (slots the host drew) becomes row i of the
 // batch. `frames` and `records` are the memory's arrays and every output
-// is a [batch]-row array, all in the backend's memory.
+// is a [batch]-row array, all in the backend's memory. With next_states
+// null only the states are gathered (acting: the newest frame of each
+// stream has no transition yet), and actions, rewards and discounts are
+// not written.
 struct ReplayGatherArgs {
   const std::uint8_t* frames = nullptr;  // [slots, frame_bytes]
   const SlotRecord* records = nullptr;   // [slots]
@@ -118,9 +121,13 @@ struct ReplayGatherArgs {
 // memcpy, CUDA gives each one a block.
 struct ReplayGather {
   ReplayGatherArgs a;
+  QRL_HOST_DEVICE bool states_only() const { return a.next_states == nullptr; }
+  // Gathers per row: the state, then the next state unless states_only().
+  QRL_HOST_DEVICE int states_per_row() const { return states_only() ? 1 : 2; }
   QRL_HOST_DEVICE NStepEnd end(int i) const { return a.window(a.records, a.rows[i]); }
-  // Row i's action, n-step reward and discount.
+  // Row i's action, n-step reward and discount (none when states_only()).
   QRL_HOST_DEVICE void write_scalars(int i, const NStepEnd& e) const {
+    if (states_only()) return;
     a.actions[i] = a.records[a.rows[i].slot].action;
     a.rewards[i] = e.reward;
     a.discounts[i] = e.discount;

@@ -164,12 +164,11 @@ class Dqn {
     const Shape shape{count, observation_[0], observation_[1], observation_[2]};
     act_states_.resize(shape);
     backend_traits<B>::upload(*ctx_, states, act_states_.data(), static_cast<std::size_t>(shape.size()));
-    act_input_.resize(shape);
-    backend_traits<B>::u8_to_float(*ctx_, act_states_.data(), act_input_.data(),
-                                   static_cast<std::size_t>(shape.size()), 1.0f / 255.0f);
-    const auto out = online_.forward(*ctx_, act_input_.view());
-    const float* q = std::visit([&](const auto& h) { return h.q_values(*ctx_, out, act_q_, actions_); }, head_);
-    return q == out.data() ? to_host(*ctx_, out) : to_host(*ctx_, act_q_.view());
+    const float* q = backend_q_values(act_states_.data(), count);
+    std::vector<float> host(static_cast<std::size_t>(count) * static_cast<std::size_t>(actions_));
+    backend_traits<B>::download(*ctx_, q, host.data(), host.size());
+    backend_traits<B>::synchronize(*ctx_);
+    return host;
   }
 
   // The value head in use: "scalar" or "categorical".
@@ -216,6 +215,28 @@ class Dqn {
       if (actions[i] >= 0) continue;
       actions[i] = kernels::ArgmaxRow{}(q.data() + static_cast<std::ptrdiff_t>(i) * actions_, actions_);
     }
+  }
+
+  // Epsilon-greedy for `count` stacked states already in backend memory
+  // ([count, stack, H, W] uint8, e.g. ReplayMemory::gather_newest_states):
+  // the Q-values, the draws (kernels::EpsilonGreedy's counter-based ones,
+  // state i takes draws 2i and 2i + 1 of `policy.rng`) and the argmax all run
+  // on the backend, and only the actions come back. Noisy nets draw a new
+  // noise sample for every call, as act_batch() does for a greedy one.
+  void act_on_backend(const std::uint8_t* states, int count, kernels::EpsilonGreedy policy, std::span<int> actions) {
+    require(count > 0 && static_cast<int>(actions.size()) == count, "Dqn::act_on_backend: ", count,
+            " states need as many actions, got ", actions.size());
+    if (online_.noisy()) {
+      online_.resample_noise(*ctx_, noise_rng_);
+      noise_rng_.discard_spare();
+    }
+    const float* q = backend_q_values(states, count);
+    act_actions_.resize({count});
+    backend_traits<B>::epsilon_greedy(*ctx_, q, count, actions_, policy, act_actions_.data());
+    act_actions_host_.resize(static_cast<std::size_t>(count));
+    backend_traits<B>::download(*ctx_, act_actions_.data(), act_actions_host_.data(), act_actions_host_.size());
+    backend_traits<B>::synchronize(*ctx_);
+    std::copy(act_actions_host_.begin(), act_actions_host_.end(), actions.begin());
   }
 
   // One gradient step on a sampled batch; its first `demonstration_rows`
@@ -269,6 +290,17 @@ class Dqn {
   }
 
  private:
+  // Q(s, ·) [count, actions] in backend memory for `count` stacked uint8
+  // states in backend memory; valid until the next forward pass.
+  const float* backend_q_values(const std::uint8_t* states, int count) {
+    const Shape shape{count, observation_[0], observation_[1], observation_[2]};
+    act_input_.resize(shape);
+    backend_traits<B>::u8_to_float(*ctx_, states, act_input_.data(), static_cast<std::size_t>(shape.size()),
+                                   1.0f / 255.0f);
+    const auto out = online_.forward(*ctx_, act_input_.view());
+    return std::visit([&](const auto& h) { return h.q_values(*ctx_, out, act_q_, actions_); }, head_);
+  }
+
   // The scalar head's TD step: kernels::TdRow over Q(s) and the target's
   // (for Double DQN also the online network's) Q(s').
   void td_step(const detail::ScalarQHead<B>&, const ReplayBatch<B>& batch, const float* weights, float* td_errors,
@@ -355,6 +387,8 @@ class Dqn {
   Rng noise_rng_;
   Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, act_q_, td_errors_;
   Tensor<B, std::uint8_t> act_states_;
+  Tensor<B, std::int32_t> act_actions_;
+  std::vector<std::int32_t> act_actions_host_;
 };
 
 }  // namespace qrl::rl

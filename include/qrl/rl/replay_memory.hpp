@@ -293,6 +293,33 @@ class ReplayMemory {
     gather(ctx, demonstration_rows, gamma, config_.n_step, out);
   }
 
+  // The states the envs act on next, [streams, stack, H, W] in backend
+  // memory: row s is the stacked state of stream s's newest frame (its env's
+  // current observation, which has no transition yet), gathered by the same
+  // replay_gather as the batches, so acting on the backend needs no host
+  // copy of the frames.
+  void gather_newest_states(Context<B>& ctx, Tensor<B, std::uint8_t>& out) const {
+    rows_.clear();
+    for (int s = 0; s < streams(); ++s) {
+      const Ring& r = rings_[s];
+      require(r.count > 0, "replay memory: stream ", s, " holds no frame yet; begin_episode() it before acting");
+      rows_.push_back(row_of(r, newest(r)));
+    }
+    out.resize({static_cast<std::int64_t>(streams()), config_.stack, config_.frame.height, config_.frame.width});
+    if (&ctx != ctx_) backend_traits<B>::synchronize(*ctx_);
+    backend_rows_.resize({static_cast<std::int64_t>(rows_.size())});
+    backend_traits<B>::upload(ctx, rows_.data(), backend_rows_.data(), rows_.size());
+    kernels::ReplayGatherArgs a;
+    a.frames = frames_.data();
+    a.records = backend_records_.data();
+    a.rows = backend_rows_.data();
+    a.batch = streams();
+    a.stack = config_.stack;
+    a.frame_bytes = frame_bytes();
+    a.states = out.data();  // next_states null: states only
+    backend_traits<B>::replay_gather(ctx, a);
+  }
+
   // The stacked state [stack, H, W] of the k-th oldest stored frame (of
   // stream 0, then stream 1, ...), for tests and inspection. Returns false if
   // that slot holds no complete transition.

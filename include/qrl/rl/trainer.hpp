@@ -45,8 +45,21 @@ struct UpdateSchedule {
   }
 };
 
+// Where the trainer acts. host: each env's stacked state comes from its
+// FrameStack on the host and epsilon-greedy draws from the trainer's
+// exploration stream (Dqn::act_batch; the states go up and the Q-values come
+// back). backend: the states are gathered from the replay memory where they
+// already are (ReplayMemory::gather_newest_states), and the Q-values, the
+// draws (kernels::EpsilonGreedy, counter-based: seed and global step) and
+// the argmax stay on the backend; only the actions come back, and all N
+// envs of a vector step explore with that step's epsilon. automatic: host
+// where the backend's memory is the host's (the CPU, whose recorded seeded
+// runs took that path), backend elsewhere (CUDA).
+enum class ActingPath { automatic, host, backend };
+
 struct TrainerConfig {
   std::uint64_t seed = 1;
+  ActingPath acting = ActingPath::automatic;
   EpsilonSchedule epsilon = EpsilonSchedule::linear(1.0, 0.01, 100000);
   UpdateSchedule schedule{};
   std::int64_t progress_interval = 10000;  // env steps between progress reports
@@ -157,6 +170,11 @@ class Trainer {
   env::VectorEnv<E>& envs() { return *envs_; }
   int env_count() const { return envs_->size(); }
   const TrainerConfig& config() const { return config_; }
+  // Whether run() acts on the backend (see ActingPath).
+  bool acts_on_backend() const {
+    return config_.acting == ActingPath::backend ||
+           (config_.acting == ActingPath::automatic && !backend_traits<B>::host_memory);
+  }
 
   // DQfD: from now on every update draws agent().config().demonstration_rows
   // rows of its batch from `demonstrations` (the demonstrator's transitions)
@@ -198,13 +216,21 @@ class Trainer {
     const int n = envs_->size();
     if (!started_) start_episodes();
     const std::size_t state_bytes = stacks_[0].bytes();
+    const bool on_backend = acts_on_backend();
     while (running(until_step)) {
       const std::int64_t before = step_;
-      for (int i = 0; i < n; ++i) {
-        std::copy_n(stacks_[i].data(), state_bytes, states_.data() + i * state_bytes);
-        epsilons_[i] = config_.epsilon.value(before + i);
+      if (on_backend) {
+        replay_->gather_newest_states(agent_->context(), backend_states_);
+        const kernels::CounterRng draws{backend_exploration_seed(), static_cast<std::uint64_t>(before)};
+        const kernels::EpsilonGreedy policy{static_cast<float>(config_.epsilon.value(before)), draws};
+        agent_->act_on_backend(backend_states_.data(), n, policy, actions_);
+      } else {
+        for (int i = 0; i < n; ++i) {
+          std::copy_n(stacks_[i].data(), state_bytes, states_.data() + i * state_bytes);
+          epsilons_[i] = config_.epsilon.value(before + i);
+        }
+        agent_->act_batch(states_.data(), n, epsilons_, exploration_, actions_);
       }
-      agent_->act_batch(states_.data(), n, epsilons_, exploration_, actions_);
       const auto results = envs_->step(actions_);
       for (int i = 0; i < n; ++i) {
         const env::StepResult& r = results[i].result;
@@ -309,6 +335,11 @@ class Trainer {
 
   double elapsed() const { return std::chrono::duration<double>(clock::now() - start_time_).count(); }
 
+  // The counter-based exploration draws of backend acting: a function of
+  // the seed and the global step only, so a resumed run draws what the
+  // uninterrupted one would have without saving any generator state.
+  std::uint64_t backend_exploration_seed() const { return config_.seed ^ 0xe4e4e4e4e4e4e4e4ULL; }
+
   void begin_run() {
     if (start_time_ == clock::time_point{}) start_time_ = clock::now();
     interval_start_ = clock::now();
@@ -407,6 +438,7 @@ class Trainer {
   std::vector<FrameStack> stacks_;
   std::vector<EpisodeTally> tallies_;
   std::vector<std::uint8_t> states_;
+  Tensor<B, std::uint8_t> backend_states_;  // backend acting: [N, stack, H, W]
   std::vector<double> epsilons_;
   std::vector<int> actions_;
   clock::time_point start_time_{}, interval_start_{};
