@@ -306,16 +306,7 @@ class ReplayMemory {
       rows_.push_back(row_of(r, newest(r)));
     }
     out.resize({static_cast<std::int64_t>(streams()), config_.stack, config_.frame.height, config_.frame.width});
-    if (&ctx != ctx_) backend_traits<B>::synchronize(*ctx_);
-    backend_rows_.resize({static_cast<std::int64_t>(rows_.size())});
-    backend_traits<B>::upload(ctx, rows_.data(), backend_rows_.data(), rows_.size());
-    kernels::ReplayGatherArgs a;
-    a.frames = frames_.data();
-    a.records = backend_records_.data();
-    a.rows = backend_rows_.data();
-    a.batch = streams();
-    a.stack = config_.stack;
-    a.frame_bytes = frame_bytes();
+    kernels::ReplayGatherArgs a = gather_args(ctx);
     a.states = out.data();  // next_states null: states only
     backend_traits<B>::replay_gather(ctx, a);
   }
@@ -545,21 +536,9 @@ class ReplayMemory {
   // backend's replay_gather: the rows go to the backend, the batch never
   // comes back.
   void gather(Context<B>& ctx, int first, float gamma, int n_step, ReplayBatch<B>& out) const {
-    const auto count = static_cast<std::int64_t>(rows_.size());
-    if (count == 0) return;
-    // Writes went through the memory's own context; a gather on another one
-    // (another stream) must not overtake them.
-    if (&ctx != ctx_) backend_traits<B>::synchronize(*ctx_);
-    backend_rows_.resize({count});
-    backend_traits<B>::upload(ctx, rows_.data(), backend_rows_.data(), rows_.size());
+    if (rows_.empty()) return;
     const std::int64_t state_bytes = frame_bytes() * config_.stack;
-    kernels::ReplayGatherArgs a;
-    a.frames = frames_.data();
-    a.records = backend_records_.data();
-    a.rows = backend_rows_.data();
-    a.batch = static_cast<int>(count);
-    a.stack = config_.stack;
-    a.frame_bytes = frame_bytes();
+    kernels::ReplayGatherArgs a = gather_args(ctx);
     a.window = {n_step, gamma};
     a.states = out.states.data() + first * state_bytes;
     a.next_states = out.next_states.data() + first * state_bytes;
@@ -567,6 +546,24 @@ class ReplayMemory {
     a.rewards = out.rewards.data() + first;
     a.discounts = out.discounts.data() + first;
     backend_traits<B>::replay_gather(ctx, a);
+  }
+
+  // The gather of rows_ on `ctx`, its rows uploaded; the caller sets the
+  // window and the outputs.
+  kernels::ReplayGatherArgs gather_args(Context<B>& ctx) const {
+    // Writes went through the memory's own context; a gather on another one
+    // (another stream) must not overtake them.
+    if (&ctx != ctx_) backend_traits<B>::synchronize(*ctx_);
+    backend_rows_.resize({static_cast<std::int64_t>(rows_.size())});
+    backend_traits<B>::upload(ctx, rows_.data(), backend_rows_.data(), rows_.size());
+    kernels::ReplayGatherArgs a;
+    a.frames = frames_.data();
+    a.records = backend_records_.data();
+    a.rows = backend_rows_.data();
+    a.batch = static_cast<int>(rows_.size());
+    a.stack = config_.stack;
+    a.frame_bytes = frame_bytes();
+    return a;
   }
 
   // One row gathered by the backend and brought to the host (inspection).
