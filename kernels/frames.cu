@@ -32,7 +32,7 @@ __global__ void replay_gather_kernel(ReplayGather g) {
   const int i = static_cast<int>(blockIdx.x);
   const bool next = blockIdx.y >= static_cast<unsigned>(g.a.stack);
   const int c = static_cast<int>(blockIdx.y) - (next ? g.a.stack : 0);
-  const NStepEnd e = g.end(i);
+  const NStepEnd e = g.states_only() ? NStepEnd{} : g.end(i);
   if (!next && c == 0 && threadIdx.x == 0) g.write_scalars(i, e);
   const std::uint8_t* src = g.source(i, next, e, c);
   std::uint8_t* dst = g.destination(i, next, c);

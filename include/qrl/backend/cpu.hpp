@@ -145,7 +145,7 @@ struct backend_traits<cpu> {
     const kernels::ReplayGather g{a};
     const auto bytes = static_cast<std::size_t>(a.frame_bytes);
     for (int i = 0; i < a.batch; ++i) {
-      const kernels::NStepEnd e = g.end(i);
+      const kernels::NStepEnd e = g.states_only() ? kernels::NStepEnd{} : g.end(i);
       g.write_scalars(i, e);
       for (int c = 0; c < a.stack; ++c) {
         std::memcpy(g.destination(i, false, c), g.source(i, false, e, c), bytes);

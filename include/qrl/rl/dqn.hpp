@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -206,10 +207,7 @@ class Dqn {
       }
     }
     if (!any_greedy) return;
-    if (online_.noisy()) {
-      online_.resample_noise(*ctx_, noise_rng_);
-      noise_rng_.discard_spare();  // the stream's state() stays complete for checkpoints
-    }
+    resample_acting_noise();
     const auto q = q_values(states, count);
     for (int i = 0; i < count; ++i) {
       if (actions[i] >= 0) continue;
@@ -226,17 +224,13 @@ class Dqn {
   void act_on_backend(const std::uint8_t* states, int count, kernels::EpsilonGreedy policy, std::span<int> actions) {
     require(count > 0 && static_cast<int>(actions.size()) == count, "Dqn::act_on_backend: ", count,
             " states need as many actions, got ", actions.size());
-    if (online_.noisy()) {
-      online_.resample_noise(*ctx_, noise_rng_);
-      noise_rng_.discard_spare();
-    }
+    resample_acting_noise();
     const float* q = backend_q_values(states, count);
     act_actions_.resize({count});
     backend_traits<B>::epsilon_greedy(*ctx_, q, count, actions_, policy, act_actions_.data());
-    act_actions_host_.resize(static_cast<std::size_t>(count));
-    backend_traits<B>::download(*ctx_, act_actions_.data(), act_actions_host_.data(), act_actions_host_.size());
+    static_assert(std::is_same_v<std::int32_t, int>, "the actions come back into the caller's ints as they are");
+    backend_traits<B>::download(*ctx_, act_actions_.data(), actions.data(), actions.size());
     backend_traits<B>::synchronize(*ctx_);
-    std::copy(act_actions_host_.begin(), act_actions_host_.end(), actions.begin());
   }
 
   // One gradient step on a sampled batch; its first `demonstration_rows`
@@ -290,6 +284,13 @@ class Dqn {
   }
 
  private:
+  // Noisy nets: a new noise sample for an acting forward pass.
+  void resample_acting_noise() {
+    if (!online_.noisy()) return;
+    online_.resample_noise(*ctx_, noise_rng_);
+    noise_rng_.discard_spare();  // the stream's state() stays complete for checkpoints
+  }
+
   // Q(s, ·) [count, actions] in backend memory for `count` stacked uint8
   // states in backend memory; valid until the next forward pass.
   const float* backend_q_values(const std::uint8_t* states, int count) {
@@ -388,7 +389,6 @@ class Dqn {
   Tensor<B, float> input_, next_input_, q_next_online_, grad_q_, stats_, act_input_, act_q_, td_errors_;
   Tensor<B, std::uint8_t> act_states_;
   Tensor<B, std::int32_t> act_actions_;
-  std::vector<std::int32_t> act_actions_host_;
 };
 
 }  // namespace qrl::rl
