@@ -1,9 +1,14 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
 #include <qrl/nn/models.hpp>
+#include <qrl/io/file.hpp>
+#include <qrl/io/safetensors.hpp>
 #include <qrl/io/state_json.hpp>
 #include <qrl/nn/serialize.hpp>
 
@@ -143,6 +148,83 @@ TEST_CASE("base64 for binary env states: RFC 4648 vectors, every byte value, and
   CHECK_THROWS_WITH_AS(base64_decode("Zm9v!A==", "state x"), doctest::Contains("invalid base64 character '!'"), qrl::Error);
   CHECK_THROWS_WITH_AS(base64_decode("Zg==Zm9v", "state x"), doctest::Contains("invalid base64 character '='"), qrl::Error);
   CHECK_THROWS_WITH_AS(base64_decode("Zm=v", "state x"), doctest::Contains("misplaced base64 padding"), qrl::Error);
+}
+
+TEST_CASE("qrl-written safetensors carry a CRC-32C per tensor: a flipped data byte is refused, files without one load") {
+  TempDir dir;
+  io::SafetensorsFile file;
+  file.tensors["a"] = {{2, 3}, {1, 2, 3, 4, 5, 6}};
+  file.tensors["b"] = {{4}, {-1, 0.5f, 7, 8}};
+  file.metadata["game"] = "flappy";
+  const std::string bytes = io::encode_safetensors(file);
+  const auto parsed = io::parse_safetensors(bytes, "w");
+  // The CRCs are checked and kept out of the metadata the caller sees, so a
+  // file reads back as it was given.
+  CHECK(parsed.metadata == file.metadata);
+  CHECK(parsed.tensors.at("b").values == file.tensors.at("b").values);
+  CHECK(bytes.find("\"crc32c.a\":\"" + io::hex_u32(io::crc32c(file.tensors["a"].values.data(), 24)) + "\"") !=
+        std::string::npos);
+  // Every byte of the data section, flipped, is caught by name.
+  std::uint64_t header = 0;
+  for (int i = 0; i < 8; ++i) header |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+  int refused = 0;
+  for (std::size_t at = 8 + header; at < bytes.size(); ++at) {
+    std::string damaged = bytes;
+    damaged[at] ^= 0x01;
+    const std::string tensor = at - 8 - header < 24 ? "a" : "b";
+    const std::string expected = "w: the data of tensor '" + tensor + "' fails its CRC-32C";
+    CHECK_THROWS_WITH_AS(io::parse_safetensors(damaged, "w"), doctest::Contains(expected.c_str()), Error);
+    ++refused;
+  }
+  CHECK(refused == 40);
+  // A file from elsewhere (no CRCs) loads as before; a CRC naming a missing
+  // tensor is damage.
+  write_raw(dir.path / "plain.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+            std::string(4, '\0'));
+  CHECK(io::load_safetensors(dir.path / "plain.safetensors").tensors.at("a").values == std::vector<float>{0});
+  write_raw(dir.path / "orphan.safetensors",
+            R"({"__metadata__":{"crc32c.z":"00000000"},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+            std::string(4, '\0'));
+  CHECK_THROWS_WITH_AS(io::load_safetensors(dir.path / "orphan.safetensors"),
+                       doctest::Contains("holds a CRC-32C for tensor 'z', which the file does not have"), Error);
+}
+
+TEST_CASE("input files: directories, devices and FIFOs are refused at once, sizes capped before reading") {
+  TempDir dir;
+  const auto fifo = dir.path / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto started = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(io::read_file(fifo, 1000, "config"),
+                       doctest::Contains("is a FIFO (named pipe), not a regular file; give the path of a config"), Error);
+  CHECK_THROWS_WITH_AS(io::read_file("/dev/zero", 1000, "config"), doctest::Contains("is a character device"), Error);
+  CHECK_THROWS_WITH_AS(io::load_safetensors("/dev/urandom"), doctest::Contains("is a character device"), Error);
+  CHECK_THROWS_WITH_AS(io::read_file(dir.path, 1000, "config"), doctest::Contains("is a directory"), Error);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(1));
+  std::ofstream(dir.path / "big") << std::string(2000, 'x');
+  CHECK_THROWS_WITH_AS(io::read_file(dir.path / "big", 1000, "config"),
+                       doctest::Contains("2000 bytes, more than the 1000 bytes a config may have"), Error);
+  CHECK(io::read_file(dir.path / "big", 2000, "config").size() == 2000);
+  CHECK_THROWS_WITH_AS(io::read_file(dir.path / "missing", 1000, "config"),
+                       doctest::Contains("cannot open the config (No such file or directory)"), Error);
+}
+
+TEST_CASE("log files: a write the disk refuses is an error at once, not a silently shorter log") {
+  // /dev/full answers every write with ENOSPC, as a full disk does.
+  io::AppendFile log("/dev/full", false);
+  CHECK_THROWS_WITH_AS(log.write("step,score\n"), doctest::Contains("cannot write /dev/full: No space left on device"),
+                       Error);
+  TempDir dir;
+  {
+    io::AppendFile a(dir.path / "x.csv", false);
+    a.write("h\n");
+  }
+  {
+    io::AppendFile b(dir.path / "x.csv", true);
+    b.write("1\n");
+  }
+  CHECK(io::read_file(dir.path / "x.csv") == "h\n1\n");
+  REQUIRE(io::free_bytes(dir.path).has_value());
+  CHECK(*io::free_bytes(dir.path) > 0);
 }
 
 TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);

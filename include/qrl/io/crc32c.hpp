@@ -6,7 +6,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace qrl::io {
 
@@ -50,6 +52,13 @@ inline std::uint32_t crc32c(const void* data, std::size_t size) { return crc32c_
 inline std::uint32_t masked_crc32c(const void* data, std::size_t size) {
   const std::uint32_t c = crc32c(data, size);
   return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+}
+
+// A CRC as 8 lowercase hex digits, as qrl's files store it.
+inline std::string hex_u32(std::uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
 }
 
 }  // namespace qrl::io

@@ -34,6 +34,14 @@ struct SafetensorsFile {
 };
 
 inline constexpr std::uint64_t safetensors_max_header_bytes = 100u << 20;  // as the reference implementation
+// The largest weights file qrl reads: its networks are megabytes, so a file
+// this size is the wrong file, and it is refused before it fills the memory.
+inline constexpr std::uint64_t safetensors_max_file_bytes = 4ull << 30;
+// qrl writes a CRC-32C of each tensor's bytes into the metadata, under this
+// prefix and the tensor's name (8 hex digits). Other readers ignore metadata;
+// qrl checks it on load, so a flipped byte in the data is an error, not an
+// agent that silently plays worse. Files without it load as before.
+inline constexpr std::string_view safetensors_crc_prefix = "crc32c.";
 
 namespace detail {
 
@@ -57,7 +65,11 @@ inline std::uint64_t safetensors_dtype_bytes(const std::string& dtype) {
 // The bytes of a safetensors file holding `file` (F32 tensors in name order).
 inline std::string encode_safetensors(const SafetensorsFile& file) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
+  std::map<std::string, std::string> metadata = file.metadata;
+  for (const auto& [name, tensor] : file.tensors)
+    metadata[std::string(safetensors_crc_prefix) + name] =
+        hex_u32(crc32c(tensor.values.data(), tensor.values.size() * sizeof(float)));
+  if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : file.tensors) {
     require(name != "__metadata__", "a tensor cannot be named __metadata__");
@@ -178,6 +190,20 @@ inline SafetensorsFile parse_safetensors(std::string_view bytes, const std::stri
   require(expected == data_size, where, ": the data section has ", data_size - expected,
           " bytes that belong to no tensor");
   const std::string_view data = bytes.substr(8 + header_size);
+  for (auto it = file.metadata.begin(); it != file.metadata.end();) {
+    if (it->first.rfind(safetensors_crc_prefix, 0) != 0) {
+      ++it;
+      continue;
+    }
+    const std::string name = it->first.substr(safetensors_crc_prefix.size());
+    const auto entry = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.name == name; });
+    require(entry != entries.end(), where, ": the metadata holds a CRC-32C for tensor '", name,
+            "', which the file does not have (damaged file?)");
+    const std::string actual = hex_u32(crc32c(data.data() + entry->begin, entry->end - entry->begin));
+    require(actual == it->second, where, ": the data of tensor '", name, "' fails its CRC-32C (", actual,
+            ", the file says ", it->second, "): the file is damaged; use another copy of it");
+    it = file.metadata.erase(it);
+  }
   for (const auto& e : entries) {
     require(e.dtype == "F32", where, ": tensor '", e.name, "' has dtype ", e.dtype,
             "; qrl networks are float32 (convert with tensor.float() before saving)");
@@ -190,7 +216,7 @@ inline SafetensorsFile parse_safetensors(std::string_view bytes, const std::stri
 
 inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) fail(path.string(), ": no such file (check the --weights path)");
-  return parse_safetensors(read_file(path), path.string());
+  return parse_safetensors(read_file(path, safetensors_max_file_bytes, "weights file (safetensors)"), path.string());
 }
 
 }  // namespace qrl::io
