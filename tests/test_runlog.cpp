@@ -249,6 +249,48 @@ TEST_CASE("GIF writer: frame count, size and exact colours read back by giflib")
   CHECK_THROWS_WITH_AS(io::GifWriter(dir.path / "no/such/dir/x.gif", w, h), doctest::Contains("cannot write"), Error);
 }
 
+TEST_CASE("GIF writer: a recording is named only once finished; one given up leaves no file") {
+  TempDir dir("gif_partial");
+  std::vector<std::uint8_t> rgb(8 * 6 * 3, 90);
+  const env::FrameView frame{rgb.data(), {6, 8, 3}};
+  {
+    io::GifWriter gif(dir.path / "kept.gif", 8, 6);
+    gif.add_frame(frame);
+    CHECK(!fs::exists(dir.path / "kept.gif"));
+    CHECK(fs::exists(dir.path / "kept.gif.partial"));
+    gif.close();
+  }
+  CHECK(fs::exists(dir.path / "kept.gif"));
+  {
+    io::GifWriter gif(dir.path / "dropped.gif", 8, 6);
+    gif.add_frame(frame);
+  }  // destroyed without close(): an episode whose recording failed
+  CHECK(!fs::exists(dir.path / "dropped.gif"));
+  CHECK(!fs::exists(dir.path / "dropped.gif.partial"));
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("RecordVideo: a recording that cannot be written warns once, leaves nothing, and the episodes go on") {
+  TempDir dir("video_fail");
+  envs::FlappyBird game;
+  env::RecordVideoConfig config;
+  config.folder = dir.path / "videos";
+  config.episode_trigger = [](std::int64_t) { return true; };
+  env::RecordVideo<envs::FlappyBird> env(game, config);
+  std::vector<std::string> warnings;
+  env.on_failed = [&](const std::string& what) { warnings.push_back(what); };
+  // A regular file where the folder should be: every GIF fails to open.
+  std::ofstream(dir.path / "videos") << "in the way";
+  for (int e = 0; e < 3; ++e) {
+    env.reset(100 + e);
+    env::StepResult r;
+    do r = env.step(0);
+    while (!r.terminated && !r.truncated);
+  }
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("videos") != std::string::npos);
+}
+
 TEST_CASE("RecordVideo records the triggered episodes of Flappy Bird as GIFs") {
   TempDir dir("video");
   envs::FlappyBird game;

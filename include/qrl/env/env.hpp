@@ -5,7 +5,18 @@
 #include <span>
 #include <string>
 
+#include <qrl/core/error.hpp>
+
 namespace qrl::env {
+
+// Thrown by an env's reset() or step() when it cannot go on (a browser that
+// failed again after each restart). The env threw before the step was
+// complete, so a trainer that catches it holds the state of its last whole
+// step and can still save a checkpoint (examples/common/training_run.hpp).
+class EnvironmentFailure : public Error {
+ public:
+  using Error::Error;
+};
 
 // Height x width x channels of an 8-bit frame, interleaved (HWC) like the
 // frames browsers, emulators and image decoders produce.

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -58,18 +59,27 @@ class RecordVideo {
   }
 
   std::function<void(const std::filesystem::path&, int frames)> on_saved;
+  // Called once when a recording cannot be written (a full disk): the
+  // partial file is removed and recording stops for the rest of the run,
+  // while the episodes go on. Default: a warning on stderr.
+  std::function<void(const std::string& what)> on_failed = [](const std::string& what) {
+    std::cerr << "qrl: warning: " << what << "; no more episodes are recorded in this run\n";
+  };
 
   FrameView reset(std::uint64_t seed) {
     finish();
     const FrameView first = env_->reset(seed);
     ++episode_;
     if (config_.episode_trigger && config_.episode_trigger(episode_)) {
-      std::filesystem::create_directories(config_.folder);
       char name[64];
       std::snprintf(name, sizeof name, "%s_%06lld.gif", config_.prefix.c_str(), static_cast<long long>(episode_));
       const FrameView rgb = env_->render_rgb();
-      writer_ = std::make_unique<io::GifWriter>(config_.folder / name, rgb.shape.width, rgb.shape.height, config_.delay_cs);
-      writer_->add_frame(rgb);
+      recording([&] {
+        std::filesystem::create_directories(config_.folder);
+        writer_ = std::make_unique<io::GifWriter>(config_.folder / name, rgb.shape.width, rgb.shape.height,
+                                                  config_.delay_cs);
+        writer_->add_frame(rgb);
+      });
       frame_ = 0;
     }
     return first;
@@ -80,8 +90,10 @@ class RecordVideo {
     if (writer_) {
       ++frame_;
       const bool last = r.terminated || r.truncated;
-      if ((frame_ % config_.frame_every == 0 || last) && writer_->frames() < config_.max_frames)
-        writer_->add_frame(env_->render_rgb());
+      if ((frame_ % config_.frame_every == 0 || last) && writer_->frames() < config_.max_frames) {
+        const FrameView rgb = env_->render_rgb();  // an env's own error is not a recording's
+        recording([&] { writer_->add_frame(rgb); });
+      }
       if (last) finish();
     }
     return r;
@@ -125,9 +137,26 @@ class RecordVideo {
     if (!writer_) return;
     const auto path = writer_->path();
     const int frames = writer_->frames();
-    writer_->close();
+    if (!recording([&] { writer_->close(); })) return;
     writer_.reset();
     if (on_saved) on_saved(path, frames);
+  }
+
+  // Runs a GIF write; on failure drops the recording (its destructor removes
+  // the partial file) and turns recording off. False when it failed.
+  template <class Write>
+  bool recording(Write&& write) {
+    if (failed_) return false;
+    try {
+      write();
+      return true;
+    } catch (const std::exception& e) {  // qrl's errors and the file system's
+      writer_.reset();
+      failed_ = true;
+      config_.episode_trigger = {};
+      if (on_failed) on_failed(e.what());
+      return false;
+    }
   }
 
   E* env_;
@@ -135,6 +164,7 @@ class RecordVideo {
   std::int64_t episode_ = -1;
   std::int64_t frame_ = 0;
   std::unique_ptr<io::GifWriter> writer_;
+  bool failed_ = false;
 };
 
 }  // namespace qrl::env

@@ -29,29 +29,31 @@ class GifWriter {
             height, " is out of range");
     // Opened here rather than by EGifOpenFileName, which creates files
     // readable by their owner only (0600); this leaves the mode to the umask.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    // Written under a temporary name and renamed by close(): a recording
+    // that fails half-way (a full disk) leaves no broken GIF behind.
+    const int fd = ::open(partial_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     require(fd >= 0, "cannot write ", path.string(), ": ", std::strerror(errno));
     int error = 0;
     gif_ = EGifOpenFileHandle(fd, &error);
-    if (gif_ == nullptr) ::close(fd);
-    require(gif_ != nullptr, "cannot write ", path.string(), ": ", GifErrorString(error));
-    EGifSetGifVersion(gif_, true);  // GIF89a: needed for delays and looping
-    check(EGifPutScreenDesc(gif_, width, height, 8, 0, nullptr), "screen descriptor");
-    // NETSCAPE2.0 application extension: loop count 0 = forever.
-    check(EGifPutExtensionLeader(gif_, APPLICATION_EXT_FUNC_CODE), "loop extension");
-    check(EGifPutExtensionBlock(gif_, 11, "NETSCAPE2.0"), "loop extension");
-    const unsigned char loop[3] = {1, 0, 0};
-    check(EGifPutExtensionBlock(gif_, 3, loop), "loop extension");
-    check(EGifPutExtensionTrailer(gif_), "loop extension");
+    try {
+      if (gif_ == nullptr) ::close(fd);
+      require(gif_ != nullptr, "cannot write ", path.string(), ": ", GifErrorString(error));
+      EGifSetGifVersion(gif_, true);  // GIF89a: needed for delays and looping
+      check(EGifPutScreenDesc(gif_, width, height, 8, 0, nullptr), "screen descriptor");
+      // NETSCAPE2.0 application extension: loop count 0 = forever.
+      check(EGifPutExtensionLeader(gif_, APPLICATION_EXT_FUNC_CODE), "loop extension");
+      check(EGifPutExtensionBlock(gif_, 11, "NETSCAPE2.0"), "loop extension");
+      const unsigned char loop[3] = {1, 0, 0};
+      check(EGifPutExtensionBlock(gif_, 3, loop), "loop extension");
+      check(EGifPutExtensionTrailer(gif_), "loop extension");
+    } catch (...) {
+      discard();  // no destructor runs for a constructor that throws
+      throw;
+    }
   }
   GifWriter(const GifWriter&) = delete;
   GifWriter& operator=(const GifWriter&) = delete;
-  ~GifWriter() {
-    if (gif_) {
-      int error = 0;
-      EGifCloseFile(gif_, &error);
-    }
-  }
+  ~GifWriter() { discard(); }
 
   void add_frame(env::FrameView rgb) {
     require(gif_ != nullptr, path_.string(), ": GIF already closed");
@@ -110,13 +112,20 @@ class GifWriter {
     ++frames_;
   }
 
-  // Finishes the file; the destructor does it too, without reporting errors.
+  // Finishes the file and gives it its name; a writer destroyed without
+  // close() (or whose close() failed) removes what it wrote.
   void close() {
     if (!gif_) return;
     int error = 0;
     const int rc = EGifCloseFile(gif_, &error);
+    const int err = errno;
     gif_ = nullptr;
-    require(rc == GIF_OK, "cannot finish ", path_.string(), ": ", GifErrorString(error));
+    require(rc == GIF_OK, "cannot write ", path_.string(), ": ", GifErrorString(error),
+            error == E_GIF_ERR_WRITE_FAILED ? std::string(" (") + std::strerror(err) + ")" : std::string());
+    std::error_code ec;
+    std::filesystem::rename(partial_path(), path_, ec);
+    require(!ec, "cannot rename ", partial_path().string(), " to ", path_.string(), ": ", ec.message());
+    finished_ = true;
   }
 
   int frames() const { return frames_; }
@@ -125,15 +134,31 @@ class GifWriter {
  private:
   void check(int rc, const char* what) {
     if (rc == GIF_OK) return;
+    const int err = errno;
     const int error = gif_ ? gif_->Error : 0;
-    fail("cannot write ", path_.string(), " (", what, "): ", GifErrorString(error), " (disk full?)");
+    fail("cannot write ", path_.string(), " (", what, "): ", GifErrorString(error),
+         error == E_GIF_ERR_WRITE_FAILED ? std::string(" (") + std::strerror(err) + ")" : std::string());
   }
+  // Closes the file if open and removes it unless close() named it.
+  void discard() {
+    if (gif_) {
+      int error = 0;
+      EGifCloseFile(gif_, &error);
+      gif_ = nullptr;
+    }
+    if (!finished_) {
+      std::error_code ignored;
+      std::filesystem::remove(partial_path(), ignored);
+    }
+  }
+  std::filesystem::path partial_path() const { return std::filesystem::path(path_.string() + ".partial"); }
 
   std::filesystem::path path_;
   int width_, height_, delay_cs_;
   GifFileType* gif_ = nullptr;
   std::vector<GifByteType> indices_;
   int frames_ = 0;
+  bool finished_ = false;
 };
 
 }  // namespace qrl::io

@@ -9,6 +9,7 @@
 // PyTorch's SummaryWriter write it; TensorBoard and W&B then read the scalars.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -115,8 +116,12 @@ class TensorBoardWriter {
     write(tensorboard::scalar_event(wall_time(), step, tag, static_cast<float>(value)));
   }
 
-  // Makes everything written so far visible to a reading TensorBoard.
-  void flush() { std::fflush(file_); }
+  // Makes everything written so far visible to a reading TensorBoard. The
+  // events are buffered, so a full disk shows here first.
+  void flush() {
+    if (std::fflush(file_) != 0 || std::ferror(file_))
+      fail("cannot write ", path_.string(), ": ", std::strerror(errno));
+  }
 
   const std::filesystem::path& path() const { return path_; }
 
@@ -127,8 +132,8 @@ class TensorBoardWriter {
  private:
   void write(const std::string& event) {
     const auto record = tensorboard::frame(event);
-    require(std::fwrite(record.data(), 1, record.size(), file_) == record.size(), "cannot write ", path_.string(),
-            " (disk full?)");
+    if (std::fwrite(record.data(), 1, record.size(), file_) != record.size() || std::ferror(file_))
+      fail("cannot write ", path_.string(), ": ", std::strerror(errno));
   }
 
   std::filesystem::path path_;

@@ -754,6 +754,18 @@ inline TrainerState load_trainer(const std::filesystem::path& dir, const nlohman
 // its own section. `run_config` (the resolved command line / config file)
 // is stored verbatim. Returns the checkpoint directory. `name` defaults to
 // step_<step>.
+// About how many bytes a checkpoint of `trainer` writes: the replay memory's
+// stored frames and slot records, and the networks with Adam's two moments.
+// Checked against the free space before a save starts.
+template <Backend B, env::Environment E>
+std::uint64_t checkpoint_bytes_estimate(Trainer<B, E>& trainer) {
+  const auto& replay = trainer.replay();
+  const std::uint64_t frames = static_cast<std::uint64_t>(replay.frames()) * replay.config().frame.bytes();
+  const std::uint64_t records = static_cast<std::uint64_t>(replay.capacity()) * 2 * sizeof(kernels::SlotRecord);
+  const std::uint64_t networks = 4ull * sizeof(float) * static_cast<std::uint64_t>(trainer.agent().online().parameter_count());
+  return frames + records + networks + (1u << 20);
+}
+
 template <Backend B, env::Environment E>
 std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_dir, Trainer<B, E>& trainer,
                                       Context<B>& ctx, const nlohmann::json& run_config = nlohmann::json::object(),
@@ -763,8 +775,23 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   remove_stale_checkpoint_temporaries(checkpoints_dir);
   if (name.empty()) name = checkpoint_name(trainer.step());
   const fs::path final_dir = checkpoints_dir / name;
+  const std::uint64_t needed = checkpoint_bytes_estimate(trainer);
+  if (const auto free = io::free_bytes(checkpoints_dir); free && *free < needed)
+    fail("not enough disk space for the checkpoint of step ", trainer.step(), " in ", checkpoints_dir.string(),
+         ": it needs about ", io::byte_size_text(needed), ", ", io::byte_size_text(*free),
+         " are free; free some space, or lower --keep-checkpoints or --buffer-size");
   const fs::path tmp = checkpoints_dir / (name + ".tmp-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
+  // A save that fails (a full disk, an I/O error) leaves no half-written
+  // directory to fill the disk further.
+  struct RemoveOnFailure {
+    const fs::path& dir;
+    bool armed = true;
+    ~RemoveOnFailure() {
+      std::error_code ignored;
+      if (armed) fs::remove_all(dir, ignored);
+    }
+  } cleanup{tmp};
   fs::create_directories(tmp / "arrays");
   detail::CheckpointWriter out(tmp, options);
 
@@ -806,6 +833,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& checkpoints_d
   if (fs::exists(final_dir)) fs::rename(final_dir, old);
   fs::rename(tmp, final_dir, ec);
   if (ec) fail("cannot rename ", tmp.string(), " to ", final_dir.string(), ": ", ec.message());
+  cleanup.armed = false;
   io::fsync_directory(checkpoints_dir);
   fs::remove_all(old, ec);
 
