@@ -1,7 +1,11 @@
 // Chrome Dino and the canvas-game env against a real Chromium.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -272,6 +276,139 @@ TEST_CASE("Dino: a browser killed mid-episode truncates the episode and the next
   while (!s.terminated && steps < 1000) s = env.step(Dino::kNoop), ++steps;
   CHECK(s.terminated);
   CHECK(s.info.score > 0);
+}
+
+// Browser faults (issue 26): each one relaunches the browser, truncates the
+// episode and lets the next one run; nothing of the old browser is left.
+namespace {
+// Plays no-op steps until the episode ends; its score.
+double play_to_the_end(Dino& env, std::uint64_t seed) {
+  env.reset(seed);
+  env::StepResult s;
+  for (int steps = 0; !s.terminated && steps < 1000; ++steps) s = env.step(Dino::kNoop);
+  REQUIRE(s.terminated);
+  return s.info.score;
+}
+bool gone(int pgid, const std::string& profile) {
+  return qrl::test::eventually([&] { return qrl::test::live_processes(pgid, profile).empty(); }) &&
+         qrl::test::eventually([&] { return !std::filesystem::exists(profile); });
+}
+}  // namespace
+
+TEST_CASE("Browser fault: SIGKILL while a key is held - the episode is truncated, no key stays held, training goes on") {
+  for (const auto capture : {CaptureMode::Canvas, CaptureMode::Screenshot}) {
+    CAPTURE(static_cast<int>(capture));
+    Dino env({}, quiet(capture));
+    const double undisturbed = play_to_the_end(env, 4);
+    env.reset(4);
+    CHECK_FALSE(env.step(Dino::kDuck).truncated);  // ArrowDown is down now
+    const int old_browser = env.chromium()->browser_pid();
+    const std::string old_profile = env.chromium()->profile_dir();
+    ::kill(-old_browser, SIGKILL);
+    const auto r = env.step(Dino::kDuck);
+    CHECK(r.truncated);
+    CHECK_FALSE(r.terminated);
+    CHECK(env.browser_restarts() == 1);
+    CHECK(gone(old_browser, old_profile));
+    // The next episode starts in the new browser with no key held: the
+    // no-op run ends as it does undisturbed.
+    CHECK(play_to_the_end(env, 4) == undisturbed);
+    CHECK(env.browser_restarts() == 1);
+  }
+}
+
+TEST_CASE("Browser fault: a browser stopped (SIGSTOP) beyond the CDP timeout is replaced and the run goes on") {
+  BrowserConfig b = quiet(CaptureMode::Canvas);
+  b.call_timeout = std::chrono::milliseconds(1500);
+  Dino env({}, b);
+  env.reset(2);
+  CHECK_FALSE(env.step(Dino::kNoop).truncated);
+  const int old_browser = env.chromium()->browser_pid();
+  const std::string old_profile = env.chromium()->profile_dir();
+  ::kill(-old_browser, SIGSTOP);
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = env.step(Dino::kNoop);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  CHECK(r.truncated);
+  CHECK(waited >= 1.4);
+  CHECK(waited < 20);
+  CHECK(env.browser_restarts() == 1);
+  CHECK(env.chromium()->browser_pid() != old_browser);
+  CHECK(gone(old_browser, old_profile));  // SIGKILL ends stopped processes too
+  CHECK(play_to_the_end(env, 2) > 0);
+}
+
+TEST_CASE("Browser fault: the guardian killed - Chromium dies with it, its profile is removed, a new browser runs") {
+  Dino env({}, quiet(CaptureMode::Canvas));
+  env.reset(3);
+  CHECK_FALSE(env.step(Dino::kJump).truncated);
+  const int old_browser = env.chromium()->browser_pid();
+  const std::string old_profile = env.chromium()->profile_dir();
+  ::kill(env.chromium()->guardian_pid(), SIGKILL);
+  // Chromium gets its death signal; the env sees the connection go.
+  env::StepResult r;
+  for (int i = 0; i < 50 && !r.truncated; ++i) r = env.step(Dino::kNoop), std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(r.truncated);
+  CHECK(env.browser_restarts() == 1);
+  CHECK(gone(old_browser, old_profile));
+  CHECK(play_to_the_end(env, 3) > 0);
+}
+
+TEST_CASE("Browser fault: a page that hangs every time ends the env after 3 failures in a row, naming the cause") {
+  // The score expression loops forever once the game has run 20 frames:
+  // loading works, every episode's first steps hang.
+  envs::CanvasGameConfig game = envs::dino_game_config();
+  game.score = "(__qrl.frames > 20 ? (() => { for (;;) {} })() : 0)";
+  BrowserConfig b = quiet(CaptureMode::Canvas);
+  b.call_timeout = std::chrono::milliseconds(1000);
+  envs::CanvasGame env(game, b);
+  std::string what = "(no error)";
+  int truncated = 0;
+  try {
+    for (int episode = 0; episode < 10; ++episode) {
+      env.reset(1);
+      env::StepResult s;
+      for (int i = 0; i < 100 && !s.truncated && !s.terminated; ++i) s = env.step(0);
+      truncated += s.truncated;
+    }
+  } catch (const env::EnvironmentFailure& e) {
+    what = e.what();
+  }
+  CHECK(truncated == 3);
+  CHECK(env.browser_restarts() == 4);
+  CHECK(what.rfind("dino: the browser failed 4 times in a row, each time relaunched; the last failure: CDP call "
+                   "Runtime.evaluate got no answer within 1000 ms", 0) == 0);
+  CHECK(what.find("--cdp-timeout") != std::string::npos);
+}
+
+TEST_CASE("Canvas game: a score that is not a number and a page that does not load are named in the error") {
+  envs::CanvasGameConfig game = envs::dino_game_config();
+  game.score = "'many'";
+  CHECK(error_of([&] { envs::CanvasGame env(game, quiet()); })
+            .rfind("dino: the game config's 'score' expression ('many') gave no number (undefined, NaN or text)", 0) == 0);
+  // A port that was just free: nothing listens there.
+  const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  REQUIRE(::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  ::close(probe);
+  envs::CanvasGameConfig refused = envs::dino_game_config();
+  refused.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/";
+  refused.fallback_url.clear();
+  refused.load_timeout_ms = 5000;
+  CHECK(error_of([&] { envs::CanvasGame env(refused, quiet()); }).find("(net::ERR_CONNECTION_REFUSED)") !=
+        std::string::npos);
+  envs::CanvasGameConfig missing = refused;
+  missing.url = "file:///nonexistent/qrl-game.html";
+  CHECK(error_of([&] { envs::CanvasGame env(missing, quiet()); }).find("(net::ERR_FILE_NOT_FOUND)") !=
+        std::string::npos);
+  envs::CanvasGameConfig unresolved = refused;
+  unresolved.url = "http://qrl-test.invalid/";  // RFC 2606: never resolves
+  CHECK(error_of([&] { envs::CanvasGame env(unresolved, quiet()); }).find("(net::ERR_NAME_NOT_RESOLVED)") !=
+        std::string::npos);
 }
 
 TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single envs - autoreset keeps them apart") {

@@ -107,7 +107,15 @@ inline std::string resolve_atari_rom(const AtariConfig& config) {
     }
     path = candidate.string();
   }
-  require(fs::is_regular_file(path), "Atari: ROM file ", path, " does not exist");
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  require(fs::exists(status), "Atari: ROM file ", path, " does not exist");
+  require(fs::is_regular_file(status), "Atari: ", path, " is ",
+          fs::is_directory(status) ? "a directory" : "not a regular file",
+          "; give the path of a ROM file (e.g. .deps/ale/share/ale/roms/pong.bin) or --game NAME");
+  // The 2600's cartridges hold at most 512 KiB (ALE's largest ROMs are 64 KiB).
+  require(fs::file_size(path, ec) <= (512u << 10), "Atari: ", path, " is ", fs::file_size(path, ec),
+          " bytes, too large for an Atari 2600 ROM");
   std::optional<std::string> supported;
   try {
     supported = ale::ALEInterface::isSupportedROM(path);

@@ -105,6 +105,17 @@ class ChromiumProcess {
       while (::waitpid(guardian_, &status, 0) < 0 && errno == EINTR) {
       }
       guardian_ = -1;
+      // The guardian removes the profile as its last act; one that was
+      // killed (SIGKILL reaches it too) did not, and its Chromium died of
+      // the death signal with its helpers possibly still running.
+      std::error_code ec;
+      if (!dir_.empty() && std::filesystem::exists(dir_, ec)) {
+        for (int i = 0; i < 50 && browser_ > 0 && ::kill(-browser_, 0) == 0; ++i) {
+          ::kill(-browser_, SIGKILL);
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        std::filesystem::remove_all(dir_, ec);
+      }
     }
     if (log_fd_ >= 0) ::close(log_fd_), log_fd_ = -1;
   }

@@ -40,15 +40,18 @@ using Json = nlohmann::json;
 using Milliseconds = std::chrono::milliseconds;
 
 // A CDP failure: the browser answered with an error, a call timed out, or the
-// connection is gone. `connection_lost()` tells the last case apart, which is
-// what an environment needs to decide to relaunch its browser.
+// connection is gone. An environment treats the last two as "this browser is
+// gone" (it relaunches it); an error answer is a mistake in the call.
 class CdpError : public Error {
  public:
-  CdpError(const std::string& what, bool connection_lost) : Error(what), connection_lost_(connection_lost) {}
-  bool connection_lost() const { return connection_lost_; }
+  enum class Kind { error_reply, timeout, connection_lost };
+  CdpError(const std::string& what, Kind kind) : Error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+  bool connection_lost() const { return kind_ == Kind::connection_lost; }
+  bool timed_out() const { return kind_ == Kind::timeout; }
 
  private:
-  bool connection_lost_;
+  Kind kind_;
 };
 
 struct Endpoint {
@@ -230,7 +233,7 @@ class CdpClient {
     std::string text;
     {
       std::lock_guard lock(mutex_);
-      if (dead_) throw CdpError(lost_message(method), true);
+      if (dead_) throw CdpError(lost_message(method), CdpError::Kind::connection_lost);
       pending.id = next_id_++;
       Json message{{"id", pending.id}, {"method", method}, {"params", std::move(params)}};
       if (!session_id.empty()) message["sessionId"] = session_id;
@@ -256,8 +259,8 @@ class CdpClient {
       // (answer or connection loss), so that outcome stands.
       if (erased == 1)
         throw CdpError("CDP call " + pending.method + " got no answer within " + std::to_string(limit.count()) +
-                           " ms (the page may be busy or hung; raise the timeout or restart the browser)",
-                       false);
+                           " ms (the page may be busy or hung; --cdp-timeout SECONDS sets the limit)",
+                       CdpError::Kind::timeout);
     }
     return pending.result.get();
   }
@@ -289,7 +292,8 @@ class CdpClient {
    public:
     Json wait(Milliseconds timeout) {
       if (future_.wait_for(timeout) != std::future_status::ready && client_->cancel_waiter(token_)) {
-        throw CdpError("CDP: no " + method_ + " event within " + std::to_string(timeout.count()) + " ms", false);
+        throw CdpError("CDP: no " + method_ + " event within " + std::to_string(timeout.count()) + " ms",
+                       CdpError::Kind::timeout);
       }
       return future_.get();
     }
@@ -309,7 +313,7 @@ class CdpClient {
     waiter.client_ = this;
     waiter.method_ = method;
     std::lock_guard lock(mutex_);
-    if (dead_) throw CdpError(lost_message(method), true);
+    if (dead_) throw CdpError(lost_message(method), CdpError::Kind::connection_lost);
     waiter.token_ = next_token_++;
     waiters_.push_back(WaiterEntry{waiter.token_, method, session_id, promise});
     return waiter;
@@ -431,7 +435,7 @@ class CdpClient {
         const std::string what = error->is_object() && error->contains("message") && (*error)["message"].is_string()
                                      ? (*error)["message"].get<std::string>()
                                      : error->dump();
-        promise->set_exception(std::make_exception_ptr(CdpError("CDP call " + method + " failed: " + what, false)));
+        promise->set_exception(std::make_exception_ptr(CdpError("CDP call " + method + " failed: " + what, CdpError::Kind::error_reply)));
       } else {
         auto result = message.find("result");
         promise->set_value(result == message.end() ? Json::object() : std::move(*result));
@@ -481,9 +485,9 @@ class CdpClient {
       waiters.swap(waiters_);
     }
     for (auto& [id, call] : calls)
-      call.promise->set_exception(std::make_exception_ptr(CdpError(lost_message(call.method), true)));
+      call.promise->set_exception(std::make_exception_ptr(CdpError(lost_message(call.method), CdpError::Kind::connection_lost)));
     for (auto& w : waiters)
-      w.promise->set_exception(std::make_exception_ptr(CdpError(lost_message(w.method), true)));
+      w.promise->set_exception(std::make_exception_ptr(CdpError(lost_message(w.method), CdpError::Kind::connection_lost)));
   }
 
   ClientOptions options_;

@@ -27,6 +27,7 @@
 #include <qrl/core/error.hpp>
 #include <qrl/env/env.hpp>
 #include <qrl/env/preprocess.hpp>
+#include <qrl/io/file.hpp>
 
 #ifndef QRL_STB_IMAGE_INCLUDED
 #define QRL_STB_IMAGE_INCLUDED
@@ -228,10 +229,9 @@ inline CanvasGameConfig parse_game_config(std::string_view text, const std::stri
 }
 
 inline CanvasGameConfig load_game_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  require(static_cast<bool>(in), path.string(), ": cannot open the game config (check --game-config)");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_game_config(text, path.string());
+  require(std::filesystem::exists(path), path.string(), ": cannot open the game config (check --game-config)");
+  // A game config is a page of TOML; anything larger is the wrong file.
+  return parse_game_config(io::read_file(path, 4u << 20, "game config (TOML, docs/dino.md)"), path.string());
 }
 
 // Where the browser comes from.
@@ -243,6 +243,13 @@ struct BrowserConfig {
   CaptureMode capture = CaptureMode::Screenshot;
   cdp::Milliseconds call_timeout{15000};
   bool warn_no_sandbox = true;
+  // Browser failures (a dead connection, a call unanswered within
+  // call_timeout, a page that lost qrl's script) each relaunch the browser
+  // and truncate the episode. After this many relaunches in a row, with no
+  // episode ending by itself between them, the next failure ends the env
+  // with env::EnvironmentFailure: a page that hangs in every episode must
+  // not cost a timeout per episode forever.
+  int max_failures_in_a_row = 3;
 };
 
 namespace detail {
@@ -519,21 +526,21 @@ class CanvasGame {
   }
 
   env::FrameView reset(std::uint64_t seed) {
-    release_keys();
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
       try {
+        release_keys();
         load_episode(seed);
+        capture();
         break;
-      } catch (const cdp::CdpError& e) {
-        if (!e.connection_lost() || attempt >= 1) throw;
-        relaunch();
+      } catch (const std::exception& e) {
+        if (!browser_fault(e)) throw;
+        recover(e.what());
       }
     }
     held_.clear();
     steps_ = 0;
     done_ = false;
     started_ = true;
-    capture();
     return observation();
   }
 
@@ -546,13 +553,12 @@ class CanvasGame {
     try {
       press(action);
       advance(game_.frame_skip);
-    } catch (const cdp::CdpError& e) {
-      if (!e.connection_lost()) throw;
-      // The browser died under us: this episode cannot go on, but training
-      // can. End it as truncated (bootstrapped) with the last observation,
-      // and start a fresh browser for the next reset().
-      ++browser_restarts_;
-      relaunch();
+    } catch (const std::exception& e) {
+      if (!browser_fault(e)) throw;
+      // The browser is gone: this episode cannot go on, but training can.
+      // End it as truncated (bootstrapped) with the last observation, and
+      // start a fresh browser for the next reset().
+      recover(e.what());
       done_ = true;
       result.observation = observation();
       result.truncated = true;
@@ -566,6 +572,7 @@ class CanvasGame {
     result.truncated = !game_over_ && game_.max_steps > 0 && steps_ >= game_.max_steps;
     result.info = info();
     done_ = result.terminated || result.truncated;
+    if (done_) failures_in_a_row_ = 0;  // an episode that ended by itself
     return result;
   }
 
@@ -620,11 +627,11 @@ class CanvasGame {
 
  private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-  static std::string abbreviate(const std::string& s) {
+  static std::string abbreviate(const std::string& s, std::size_t max = 80) {
     std::string one = s;
     for (char& c : one)
       if (c == '\n') c = ' ';
-    return one.size() > 80 ? one.substr(0, 77) + "..." : one;
+    return one.size() > max ? one.substr(0, max - 3) + "..." : one;
   }
 
   void connect() {
@@ -666,17 +673,52 @@ class CanvasGame {
     loaded_once_ = false;
   }
 
-  // A dead browser is replaced, not reconnected (Puppeteer's rule): its
-  // state is gone anyway, and a fresh profile is a known state.
-  void relaunch() {
-    if (!chromium_) {
-      client_.reset();
-      connect();  // attached mode: the user's browser may be back
-      return;
+  // Whether an error means that this browser, or the page qrl set up in it,
+  // is gone, rather than a mistake in the game config: the connection died,
+  // a call got no answer within the CDP timeout (a hung browser or page), or
+  // the page no longer has qrl's script (a renderer that crashed and came
+  // back blank). An error answer to a call is a mistake, not a fault.
+  static bool browser_fault(const std::exception& e) {
+    if (const auto* cdp_error = dynamic_cast<const cdp::CdpError*>(&e))
+      return cdp_error->kind() != cdp::CdpError::Kind::error_reply;
+    const std::string_view what = e.what();
+    return what.find("page script failed: ReferenceError: __qrl") != std::string_view::npos;
+  }
+
+  // One browser fault: a fresh browser (or, attached, a fresh connection and
+  // tab), or env::EnvironmentFailure naming the cause once
+  // max_failures_in_a_row relaunches came with no episode ending by itself.
+  void recover(std::string cause) {
+    for (;;) {
+      ++browser_restarts_;
+      if (++failures_in_a_row_ > browser_config_.max_failures_in_a_row)
+        throw env::EnvironmentFailure(qrl::detail::concat(
+            game_.name, ": the browser failed ", failures_in_a_row_, " times in a row, each time relaunched; the last "
+            "failure: ", cause, ". Check that the page and its config work in 'play --headful'",
+            browser_config_.cdp_url.empty() ? "" : " and that the browser at --cdp runs"));
+      std::cerr << "qrl: " << game_.name << ": browser failure (" << abbreviate(cause, 200)
+                << "); the episode ends as truncated and a new browser starts (" << failures_in_a_row_ << " of at most "
+                << browser_config_.max_failures_in_a_row << " in a row)\n";
+      try {
+        relaunch();
+        return;
+      } catch (const std::exception& e) {
+        if (dynamic_cast<const env::EnvironmentFailure*>(&e)) throw;
+        cause = e.what();
+      }
     }
+  }
+
+  // A failed browser is replaced, not reconnected (Puppeteer's rule): its
+  // state is gone anyway, and a fresh profile is a known state. What the env
+  // knew of the old page goes with it: no key is held in the new one.
+  void relaunch() {
+    held_.clear();
+    pending_keys_ = cdp::Json::array();
+    raw_stale_ = false;  // a recording shows the last frame it has
     client_.reset();
-    chromium_.reset();
-    connect();
+    chromium_.reset();  // kills its process group, removes its profile
+    connect();  // attached mode: the user's browser may be back
   }
 
   void load_episode(std::uint64_t seed) {
@@ -703,7 +745,8 @@ class CanvasGame {
     if (!ok) {
       fail(game_.name, ": the page at ", game_.url,
            game_.fallback_url.empty() ? std::string{} : " (and the fallback " + game_.fallback_url + ")",
-           " did not become ready: `", abbreviate(game_.ready), "` stayed false. ",
+           " did not become ready: `", abbreviate(game_.ready), "` stayed false",
+           load_problem_.empty() ? std::string() : " (" + load_problem_ + ")", ". ",
            game_.ready_error.empty() ? "Check the URL and the 'ready' expression of the game config."
                                      : game_.ready_error);
     }
@@ -737,19 +780,42 @@ class CanvasGame {
     const auto& s = tab_.session_id;
     const cdp::Milliseconds timeout{game_.load_timeout_ms};
     auto loaded = client_->expect_event("Page.loadEventFired", s);
-    client_->call("Page.navigate", {{"url", url}}, s, timeout);
+    const cdp::Json navigation = client_->call("Page.navigate", {{"url", url}}, s, timeout);
+    // Why the page may not be the game: a network error (refused, DNS), or
+    // an HTTP error status. Chrome's error pages still load (Dino lives in
+    // one), so only a `ready` that stays false makes it the reason.
+    load_problem_.clear();
+    if (navigation.contains("errorText") && navigation["errorText"].is_string())
+      load_problem_ = navigation["errorText"].get<std::string>();
     try {
       loaded.wait(timeout);
     } catch (const cdp::CdpError& e) {
       if (e.connection_lost()) throw;
+      if (load_problem_.empty())
+        load_problem_ = "no load event within " + std::to_string(game_.load_timeout_ms) + " ms (load_timeout_ms)";
       return false;
     }
     const cdp::Json ready = evaluate("(() => { try { return !!(" + game_.ready + "); } catch (e) { return false; } })()");
-    return ready.is_boolean() && ready.get<bool>();
+    if (ready.is_boolean() && ready.get<bool>()) return true;
+    if (load_problem_.empty()) {
+      const cdp::Json status = evaluate(
+          "(() => { const n = performance.getEntriesByType('navigation')[0]; return n ? n.responseStatus || 0 : 0; })()");
+      if (status.is_number_integer() && status.get<int>() >= 400)
+        load_problem_ = "the server answered HTTP " + std::to_string(status.get<int>());
+    }
+    return false;
   }
 
-  void read_state() {
-    const cdp::Json r = evaluate("__qrl.step(0, 0)");
+  void read_state() { take_step_result(evaluate("__qrl.step(0, 0)"), 3); }
+
+  // [score, over, frames(, capture)] from __qrl.step(); the score comes from
+  // the config's expression, so a wrong one is named here.
+  void take_step_result(const cdp::Json& r, std::size_t size) {
+    require(r.is_array() && r.size() == size && r[1].is_boolean() && r[2].is_number_integer(), game_.name,
+            ": the page's step answer is malformed (", abbreviate(r.dump()), "); did the page replace window.__qrl?");
+    require(r[0].is_number(), game_.name, ": the game config's 'score' expression (", abbreviate(game_.score),
+            ") gave ", r[0].is_null() ? std::string("no number (undefined, NaN or text)") : r[0].dump(),
+            "; it must evaluate to a number");
     score_ = r[0].get<double>();
     game_over_ = r[1].get<bool>();
     frames_ = r[2].get<std::int64_t>();
@@ -797,12 +863,8 @@ class CanvasGame {
   // into the next episode. A dead browser holds nothing.
   void release_keys() {
     pending_keys_ = cdp::Json::array();
-    try {
-      for (const auto& k : held_) send_key(false, k);
-      if (!pending_keys_.empty()) evaluate("__qrl.step(0, 0, " + pending_keys_.dump() + ")");
-    } catch (const cdp::CdpError& e) {
-      if (!e.connection_lost()) throw;
-    }
+    for (const auto& k : held_) send_key(false, k);
+    if (!pending_keys_.empty()) evaluate("__qrl.step(0, 0, " + pending_keys_.dump() + ")");
     pending_keys_ = cdp::Json::array();
     held_.clear();
   }
@@ -826,13 +888,13 @@ class CanvasGame {
     if (!pending_keys_.empty()) call += ", " + pending_keys_.dump();
     pending_keys_ = cdp::Json::array();
     const cdp::Json r = evaluate(call + ")");
-    score_ = r[0].get<double>();
-    game_over_ = r[1].get<bool>();
-    frames_ = r[2].get<std::int64_t>();
-    if (canvas)
+    take_step_result(r, canvas ? 4 : 3);
+    if (canvas) {
+      require(r[3].is_string(), game_.name, ": the page sent no observation");
       read_observation(r[3].get_ref<const std::string&>());
-    else
+    } else {
       capture_screenshot();
+    }
   }
 
   void capture() {
@@ -934,6 +996,8 @@ class CanvasGame {
   bool started_ = false;
   bool done_ = false;
   int browser_restarts_ = 0;
+  int failures_in_a_row_ = 0;  // browser faults since an episode last ended by itself
+  std::string load_problem_;   // why the last navigation may have missed the game
 };
 
 }  // namespace qrl::envs
