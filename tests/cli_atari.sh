@@ -13,6 +13,7 @@ atari=$program
 expect_error "unknown game 'pongg'; the games in" eval --game pongg --policy random
 expect_error "space_invaders" eval --game pongg --policy random
 expect_error "does not exist" eval --rom "$work/missing.bin" --policy random
+expect_exit 1 "Atari: /tmp is a directory; give the path of a ROM file" eval --rom /tmp --policy random
 expect_error "no shipped weights" eval --game seaquest --episodes 1   # Pong, Breakout, Space Invaders have weights
 # --backend cuda: one clear line without a GPU (or CUDA in the build), a run with one.
 check_cuda_backend eval --game pong --policy random --episodes 1 --max-episode-steps 50 --json

@@ -125,8 +125,10 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 kill -INT "$pid"
-wait "$pid" || fail "train exited non-zero after Ctrl-C: $(tail -n 3 "$work/ctrlc.txt")"
-grep -q "interrupted at step" "$work/ctrlc.txt" || fail "Ctrl-C did not report the step it stopped at"
+wait "$pid"
+status=$?
+[ "$status" -eq 130 ] || fail "train exited $status after Ctrl-C, not 130 (128 + SIGINT): $(tail -n 3 "$work/ctrlc.txt")"
+grep -q "stopped by SIGINT (Ctrl-C) at step" "$work/ctrlc.txt" || fail "Ctrl-C did not report the step it stopped at"
 ls -d "$work"/ctrlc/checkpoints/step_* >/dev/null 2>&1 || fail "Ctrl-C left no checkpoint"
 
 # The planner reads the game's state: on these seeds it reaches a 25-pipe cap.

@@ -19,6 +19,20 @@ expect_error() {
   [ "$(wc -l <"$work/err")" -eq 1 ] || fail "'$*' printed more than one error line: $(cat "$work/err")"
 }
 
+# expect_exit STATUS "substring" args...: as expect_error, and the exit
+# status must be STATUS (docs/runs.md, "Exit statuses"); it must also come
+# within 5 seconds (a special file or a bad config must not hang).
+expect_exit() {
+  local want_status=$1 want=$2; shift 2
+  local start=$SECONDS
+  timeout 30 "$program" "$@" >"$work/out" 2>"$work/err"
+  local status=$?
+  [ "$status" -eq "$want_status" ] || fail "'$*' exited $status, not $want_status: $(cat "$work/err")"
+  [ $((SECONDS - start)) -le 5 ] || fail "'$*' took $((SECONDS - start)) s to fail"
+  grep -q -- "$want" "$work/err" || fail "'$*' stderr lacks '$want': $(cat "$work/err")"
+  [ "$(wc -l <"$work/err")" -eq 1 ] || fail "'$*' printed more than one error line: $(cat "$work/err")"
+}
+
 # check_cuda_backend args...: `program args... --backend cuda` must work on a
 # machine with an NVIDIA GPU, and elsewhere (no device, or a build without
 # CUDA) stop with one error line that says so.

@@ -103,6 +103,52 @@ wrote=$(sed -n 's/^wrote .* (\([0-9]*\) frames)$/\1/p' "$work/play.txt")
 [ "${gif_height:-0}" -eq 150 ] && [ "${gif_width:-0}" -ge 500 ] && [ "${gif_width:-0}" -le 600 ] &&
   [ "${gif_frames:-0}" = "${wrote:-none}" ] && [ "${gif_frames:-0}" -gt 45 ] ||
   fail "play.gif is wrong (${gif_width:-?}x${gif_height:-?}, ${gif_frames:-?} frames, wrote ${wrote:-?}): $(cat "$work/play.txt")"
+# A browser killed during eval: the episode it cut short is played again in
+# a new browser and, seeded and lock-step, scores as it would have.
+eval_args=(--policy random --episodes 3 --seed 5 --max-steps 300 --capture canvas)
+"$dino" eval "${eval_args[@]}" >"$work/undisturbed.txt" 2>/dev/null || fail "undisturbed eval failed"
+"$dino" eval "${eval_args[@]}" >"$work/disturbed.txt" 2>"$work/disturbed.err" &
+pid=$!
+for _ in $(seq 300); do grep -q "^episode 1/3" "$work/disturbed.txt" 2>/dev/null && break; sleep 0.05; done
+sleep 0.8  # into episode 2 (about 2 s long), past its page load
+guardian=$(pgrep -P "$pid" | head -n 1)
+browser=$(pgrep -P "${guardian:-0}" | head -n 1)
+[ -n "$browser" ] && kill -KILL "$browser" || fail "found no browser of the eval to kill"
+wait "$pid" || fail "eval did not survive the browser's death: $(tail -n 3 "$work/disturbed.err")"
+# (Killed between episodes, while the next one loads, nothing is cut short.)
+grep -q "browser failure" "$work/disturbed.err" || fail "the browser's death went unnoticed: $(cat "$work/disturbed.err")"
+[ "$(grep '^episode' "$work/disturbed.txt")" = "$(grep '^episode' "$work/undisturbed.txt")" ] ||
+  fail "a browser failure changed eval's scores: $(grep '^episode' "$work/disturbed.txt") vs $(grep '^episode' "$work/undisturbed.txt")"
+
+# A page that hangs in every episode (its score loops forever after 20
+# frames): each hang relaunches the browser and truncates the episode, until
+# the fourth in a row stops the run with a checkpoint and the cause.
+sed 's/^score = .*/score = "(__qrl.frames > 20 ? (() => { for (;;) {} })() : 0)"/' \
+  "$(dirname "$0")/../envs/dino/games/dino.toml" >"$work/hang.toml"
+grep -q '^score = "(__qrl.frames' "$work/hang.toml" || fail "could not write hang.toml"
+"$dino" train --game-config "$work/hang.toml" --cdp-timeout 1 --steps 1000 --learning-starts 10 --buffer-size 500 \
+  --checkpoint-interval 1000 --capture canvas --record off --run-dir "$work/hang" >"$work/hang.txt" 2>"$work/hang.err"
+status=$?
+[ "$status" -eq 1 ] || fail "a page that always hangs: train exited $status, not 1: $(tail -n 2 "$work/hang.err")"
+[ "$(grep -c "browser failure (CDP call Runtime.evaluate got no answer within 1000 ms" "$work/hang.err")" -eq 3 ] ||
+  fail "not three relaunch warnings: $(cat "$work/hang.err")"
+tail -n 1 "$work/hang.err" | grep -q "error: training stopped at step [0-9]*: dino: the browser failed 4 times in a row.*; a checkpoint of step [0-9]* was saved" ||
+  fail "the run did not stop with the cause and a checkpoint: $(tail -n 1 "$work/hang.err")"
+ls -d "$work"/hang/checkpoints/step_* >/dev/null 2>&1 || fail "no checkpoint after the browser gave up"
+expect_exit 2 "Value 0.01 not in range" train --cdp-timeout 0.01
+expect_exit 1 "is a directory, not a regular file" eval --policy noop --game-config /tmp
+# A page the server does not have: the error gives the HTTP status.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work" >/dev/null 2>&1 &
+server=$!
+for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break; sleep 0.1; done
+printf 'url = "http://127.0.0.1:%s/no-such-game.html"\nready = "typeof game !== '"'"'undefined'"'"'"\n' "$port" >"$work/404.toml"
+"$dino" eval --policy noop --episodes 1 --game-config "$work/404.toml" >/dev/null 2>"$work/404.err" &&
+  fail "a game page the server does not have was played"
+tail -n 1 "$work/404.err" | grep -q "error: .*no-such-game.html did not become ready: .* stayed false (the server answered HTTP 404)" ||
+  fail "a 404 page is not reported as one: $(cat "$work/404.err")"
+kill "$server"
+
 "$dino" plot "$work/run" >"$work/plot.txt" || fail "plot failed"
 grep -q "<svg" "$work/run/scores.svg" || fail "plot wrote no scores.svg"
 

@@ -303,12 +303,12 @@ int main(int argc, char** argv) {
     cmd->add_option("--rom", o.rom, "A ROM file instead of --game");
     cmd->add_option("--envs", o.envs, "Environments stepped in parallel (train: one thread each; play and eval: one thread, the agent sees them as one batch, and the scores do not depend on the count)")->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
-    cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--noop-max", o.noop_max, "Up to this many no-op frames at a reset")->check(examples::non_negative)->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Emulator frames per step")->check(CLI::Range(1, 64))->capture_default_str();
     cmd->add_option("--sticky", o.sticky, "Sticky-action probability (0.25 as in Gymnasium v5)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
     examples::add_switch(cmd, "--full-action-set", o.full_action_set, "All 18 actions instead of the game's minimal set");
     examples::add_switch(cmd, "--terminal-on-life-loss", o.terminal_on_life_loss, "End the episode when a life is lost");
-    cmd->add_option("--max-episode-steps", o.max_episode_steps, "Truncate an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--max-episode-steps", o.max_episode_steps, "Truncate an episode after this many steps; 0 = never")->check(examples::non_negative)->capture_default_str();
   };
 
   auto* train_cmd = app.add_subcommand(
@@ -322,7 +322,7 @@ int main(int argc, char** argv) {
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'atari train'; default: the shipped ones in models/ (docs/results.md)");
-    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(examples::positive)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon) or uniform random actions")->check(CLI::IsMember({"agent", "random"}))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon, "; a greedy Breakout agent can wait forever to serve");
   };

@@ -6,7 +6,6 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 
 #include <qrl/backend/op_args.hpp>
@@ -131,27 +130,10 @@ inline void apply_algorithm(const std::string& name, DqnOptions& o) {
 // on --resume RUN_DIR), else the example's default. check_algorithm() then
 // refuses a preset that reached the options any other way.
 inline std::string algorithm_to_apply(int argc, char** argv, const std::string& example_default) {
-  std::string name = example_default, config;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) config = argv[i + 1];
-    if (a.rfind("--config=", 0) == 0) config = a.substr(9);
-    std::string resume;
-    if (a == "--resume" && i + 1 < argc) resume = argv[i + 1];
-    if (a.rfind("--resume=", 0) == 0) resume = a.substr(9);
-    if (!resume.empty() && config.empty()) config = (resume_run_dir(resume) / "config.toml").string();
-  }
-  if (!config.empty()) {
-    std::ifstream in(config);
-    std::string line;
-    while (std::getline(in, line)) {
-      const auto key = line.find("algorithm");
-      const auto eq = line.find('=');
-      if (key == std::string::npos || eq == std::string::npos || key > eq || line.find('#') < key) continue;
-      const auto open = line.find('"', eq), close = line.rfind('"');
-      if (open != std::string::npos && close > open) name = line.substr(open + 1, close - open - 1);
-    }
-  }
+  std::string name = example_default;
+  const ConfigChoice config = config_file_in_args(argc, argv);
+  if (!config.path.empty())
+    if (const auto from_file = config_string(config.path, "algorithm")) name = *from_file;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--algorithm" && i + 1 < argc) name = argv[i + 1];
@@ -177,15 +159,15 @@ inline void add_head_options(CLI::App* cmd, DqnOptions& o) {
 }
 
 inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
-  cmd->add_option("--adam-eps", o.adam_eps, "Adam epsilon (torch's 1e-8; Rainbow's 1.5e-4)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--adam-eps", o.adam_eps, "Adam epsilon (torch's 1e-8; Rainbow's 1.5e-4)")->check(examples::positive)->capture_default_str();
   cmd->add_option("--buffer-size", o.buffer_size, "Replay memory capacity in frames (its size in bytes is printed at start)")->check(CLI::Range(int64_t{64}, int64_t{100000000}))->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "Minibatch size")->check(CLI::Range(1, 4096))->capture_default_str();
-  cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--lr", o.learning_rate, "Adam learning rate")->check(examples::positive)->capture_default_str();
   cmd->add_option("--gamma", o.gamma, "Discount factor")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--train-frequency", o.train_frequency, "Env steps between rounds of --gradient-steps updates")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--learning-starts", o.learning_starts, "Steps before the first update")->check(examples::non_negative)->capture_default_str();
+  cmd->add_option("--train-frequency", o.train_frequency, "Env steps between rounds of --gradient-steps updates")->check(examples::positive)->capture_default_str();
   cmd->add_option("--gradient-steps", o.gradient_steps, "Gradient updates per round (the replay ratio is --gradient-steps / --train-frequency updates per env step)")->check(CLI::Range(1, 64))->capture_default_str();
-  cmd->add_option("--target-update", o.target_update, "Env steps between target-network updates")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--target-update", o.target_update, "Env steps between target-network updates")->check(examples::positive)->capture_default_str();
   cmd->add_option("--tau", o.tau, "Target-network update: 1 copies the online network, below 1 is Polyak averaging target = tau*online + (1-tau)*target")->check(CLI::Range(1e-6, 1.0))->capture_default_str();
   add_switch(cmd, "--prioritized,!--no-prioritized", o.prioritized,
              "Prioritized replay (Schaul et al. 2016, proportional): transitions drawn by |TD error|^alpha, "
@@ -196,7 +178,7 @@ inline void add_dqn_options(CLI::App* cmd, DqnOptions& o) {
   add_switch(cmd, "--double-dqn,!--no-double-dqn", o.double_dqn,
              "Double DQN targets; --no-double-dqn: the original DQN target, the max of the target network's Q-values");
   cmd->add_option("--loss", o.loss, "TD loss")->check(CLI::IsMember({"huber", "mse"}))->capture_default_str();
-  cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--max-grad-norm", o.max_grad_norm, "Global gradient-norm clip (0 = off)")->check(examples::non_negative)->capture_default_str();
   cmd->add_option("--epsilon-start", o.epsilon_start, "Initial exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--epsilon-end", o.epsilon_end, "Final exploration rate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--exploration-fraction", o.exploration_fraction, "Fraction of --steps over which epsilon decays linearly")->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,18 +17,12 @@
 
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
+#include <qrl/io/file.hpp>
 #include <qrl/rl/trainer.hpp>
 
-namespace qrl::examples {
+#include "config_file.hpp"
 
-// The run directory a --resume argument belongs to.
-inline std::filesystem::path resume_run_dir(const std::string& resume) {
-  std::filesystem::path p(resume);
-  if (p.filename().empty()) p = p.parent_path();
-  if (p.filename().string().rfind("step_", 0) == 0 || p.filename().string().rfind("debug_", 0) == 0)
-    return p.parent_path().parent_path();
-  return p;
-}
+namespace qrl::examples {
 
 inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -86,23 +81,29 @@ inline std::string progress_line(const rl::Progress& p, std::int64_t total_steps
   return buf;
 }
 
-// episodes.csv: one row per finished training episode.
+// A number in a CSV log as an ostream writes it by default (%g, 6 digits).
+inline std::string csv_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// episodes.csv: one row per finished training episode, each written through
+// at once (a failed write is an error, not a lost row).
 class EpisodeLog {
  public:
   // `append`: continue an existing log (a resumed run) without a new header.
-  explicit EpisodeLog(const std::filesystem::path& path, bool append = false)
-      : out_(path, append ? std::ios::app : std::ios::trunc) {
-    require(static_cast<bool>(out_), "cannot write ", path.string());
-    if (!append) out_ << "episode,end_step,return,length,score,truncated,wall_seconds\n";
+  explicit EpisodeLog(const std::filesystem::path& path, bool append = false) : out_(path, append) {
+    if (!append) out_.write("episode,end_step,return,length,score,truncated,wall_seconds\n");
   }
   void write(const rl::EpisodeRecord& e) {
-    out_ << e.index << ',' << e.end_step << ',' << e.episode_return << ',' << e.length << ',' << e.score << ','
-         << (e.truncated ? 1 : 0) << ',' << e.wall_seconds << '\n';
-    out_.flush();
+    out_.write(std::to_string(e.index) + ',' + std::to_string(e.end_step) + ',' + csv_number(e.episode_return) +
+               ',' + std::to_string(e.length) + ',' + csv_number(e.score) + ',' + (e.truncated ? "1" : "0") + ',' +
+               csv_number(e.wall_seconds) + '\n');
   }
 
  private:
-  std::ofstream out_;
+  io::AppendFile out_;
 };
 
 struct EvalSummary {
@@ -139,10 +140,84 @@ struct EvalSummary {
   }
 };
 
+// Exit statuses of the example programs (docs/runs.md, "Exit statuses").
+inline constexpr int exit_error = 1;  // a run or file problem; the message says what to do
+inline constexpr int exit_usage = 2;  // a bad flag or config file; nothing was started
+// A run stopped by a signal exits 128 + its number (130 Ctrl-C, 143 SIGTERM,
+// 129 SIGHUP), as a shell reports a process the signal killed, but only
+// after its checkpoint is written.
+
+// --steps 1e30 or 99999999999999999999 must not become some other number:
+// CLI11 2.1 converts integers with strtoll, which clamps on overflow, and
+// strtoull, which turns -1 into 18446744073709551615. Every integer option
+// gets this check first: decimal digits, in the type's range.
+inline void strict_integers(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_expected_min() == 0) continue;  // flags
+    const std::string type = opt->get_type_name().substr(0, opt->get_type_name().find(':'));
+    if (type != "INT" && type != "UINT") continue;
+    const bool is_unsigned = type == "UINT";
+    opt->check(CLI::Validator(
+        [is_unsigned](std::string& text) -> std::string {
+          const char* begin = text.data() + (!text.empty() && text[0] == '+');
+          const char* end = text.data() + text.size();
+          if (is_unsigned && !text.empty() && text[0] == '-')
+            return "'" + text + "' is negative; give an integer from 0 to 18446744073709551615";
+          std::from_chars_result r{};
+          if (is_unsigned) {
+            std::uint64_t v;
+            r = std::from_chars(begin, end, v);
+          } else {
+            std::int64_t v;
+            r = std::from_chars(begin, end, v);
+          }
+          const auto [stop, ec] = r;
+          if (ec == std::errc::result_out_of_range)
+            return "'" + text + "' is too large for this option (at most " +
+                   (is_unsigned ? std::string("18446744073709551615") : std::string("9223372036854775807")) + ")";
+          if (ec != std::errc() || stop != end || begin == end) return "'" + text + "' is not a whole number";
+          return {};
+        },
+        "", "integer"));
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) strict_integers(*sub);
+}
+
+// Range checks with short messages (examples::positive prints its bound
+// with 300 digits).
+inline const CLI::Validator positive(
+    [](std::string& text) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0') return "'" + text + "' is not a number";
+      return v > 0 ? std::string() : "'" + text + "' must be greater than 0";
+    },
+    "POSITIVE", "positive");
+inline const CLI::Validator non_negative(
+    [](std::string& text) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0') return "'" + text + "' is not a number";
+      return v >= 0 ? std::string() : "'" + text + "' must be 0 or more";
+    },
+    "NONNEGATIVE", "non_negative");
+
 // Runs `body`, turning any qrl or std error into one line on stderr and exit
-// code 1, and CLI11's parse errors into one line and its exit code.
+// status 1, and a bad command line or config file into one line and status 2.
 template <class Body>
 int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& body) {
+  strict_integers(app);
+  const auto usage_error = [&](const std::string& what) {
+    std::cerr << program << ": error: " << what << " (run '" << program << " --help' for usage)\n";
+    return exit_usage;
+  };
+  try {
+    // Before CLI11 reads the file: it would skip unknown keys and garbage.
+    const ConfigChoice config = config_file_in_args(argc, argv);
+    if (!config.path.empty()) check_config_file(app, config.path);
+  } catch (const Error& e) {
+    return usage_error(e.what());
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -150,14 +225,13 @@ int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& b
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << program << ": error: " << e.what() << " (run '" << program << " --help' for usage)\n";
-    return e.get_exit_code() ? e.get_exit_code() : 2;
+    return usage_error(e.what());
   }
   try {
     return body();
   } catch (const std::exception& e) {
     std::cerr << program << ": error: " << e.what() << '\n';
-    return 1;
+    return exit_error;
   }
 }
 

@@ -9,6 +9,7 @@
 //   examples::add_config_option(app, argc, argv);   // --config run.toml (+ RUN_DIR/config.toml on --resume)
 //   ...
 //   return examples::run_training(ctx, trainer, run, examples::resolved_config(*train_cmd));
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -47,26 +49,26 @@ struct RunOptions {
 
 inline void add_run_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--steps", o.steps, "Environment steps to train for (in total, across resumes)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(examples::positive)->capture_default_str();
   cmd->add_option("--run-dir", o.run_dir, "Directory for checkpoints, logs, plots and videos")->capture_default_str();
   cmd->add_option("--resume", o.resume,
                   "Continue a run exactly where it stopped: RUN_DIR (newest checkpoint, its config.toml) or "
                   "RUN_DIR/checkpoints/step_N")
       ->configurable(false);
   cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines and progress.csv rows")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(examples::positive)->capture_default_str();
   cmd->add_option("--checkpoint-interval,--save-interval", o.checkpoint_interval,
                   "Steps between checkpoints (weights, optimizer, replay memory, RNG states); plots refresh with them")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(examples::positive)->capture_default_str();
   cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0 = all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(examples::non_negative)->capture_default_str();
   add_switch(cmd, "--keep-weights", o.keep_weights,
                 "Also keep the weights of every checkpoint as RUN_DIR/weights/step_N.safetensors, never pruned, to "
                 "pick the best snapshot on validation seeds later (DQN's snapshots differ a lot)");
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop with a checkpoint after this many steps of this invocation (0 = run to --steps); "
                   "continue with --resume")
-      ->check(CLI::NonNegativeNumber)->capture_default_str()->configurable(false);
+      ->check(examples::non_negative)->capture_default_str()->configurable(false);
   cmd->add_option("--record", o.record,
                   "GIFs of training episodes in RUN_DIR/videos: 'cubic' (episodes 0,1,8,27,...,1000,2000,...), "
                   "'every:N' or 'off'")
@@ -79,23 +81,11 @@ inline void add_run_options(CLI::App* cmd, RunOptions& o) {
 // --config, RUN_DIR/config.toml is read, so a resumed run keeps its settings;
 // flags given on the command line still win.
 inline void add_config_option(CLI::App& app, int argc, char** argv) {
-  std::string default_config;
-  bool has_config = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--config" || a.rfind("--config=", 0) == 0) has_config = true;
-    std::string dir;
-    if (a == "--resume" && i + 1 < argc) dir = argv[i + 1];
-    if (a.rfind("--resume=", 0) == 0) dir = a.substr(9);
-    if (!dir.empty()) {
-      const auto p = resume_run_dir(dir);
-      if (std::filesystem::exists(p / "config.toml")) default_config = (p / "config.toml").string();
-    }
-  }
+  const ConfigChoice config = config_file_in_args(argc, argv);
   // Subcommands (created after this) pass --config up to the app, so
   // "flappy train --config run.toml" works as well as "flappy --config run.toml train".
   app.fallthrough();
-  app.set_config("--config", has_config ? "" : default_config,
+  app.set_config("--config", config.explicit_config ? "" : config.path,
                  "Read options from a TOML file (keys as the long flags, under [train]/[eval]/[play]); the "
                  "resolved options of a run are written to RUN_DIR/config.toml");
 }
@@ -136,8 +126,13 @@ inline std::filesystem::path resolve_resume(const std::string& resume) {
   require(std::filesystem::is_directory(p), resume, ": no such run or checkpoint directory (check --resume)");
   if (std::filesystem::exists(p / "COMPLETE") || std::filesystem::exists(p / "state.json")) return p;
   const auto latest = rl::latest_checkpoint(p / "checkpoints");
-  require(latest.has_value(), resume, ": no checkpoints in ", (p / "checkpoints").string(),
-          " (was the run stopped before its first checkpoint?)");
+  if (!latest) {
+    // What an interrupted first save left is of no use to anyone.
+    const int stale = rl::remove_stale_checkpoint_temporaries(p / "checkpoints");
+    fail(resume, ": no checkpoints in ", (p / "checkpoints").string(),
+         " (was the run stopped before its first checkpoint?)",
+         stale ? "; removed " + std::to_string(stale) + " unfinished one(s) an interrupted save left" : std::string());
+  }
   return *latest;
 }
 
@@ -186,18 +181,59 @@ inline void truncate_csv_after(const std::filesystem::path& path, int column, do
 }
 
 namespace detail {
+// Set by SIGINT, SIGTERM and SIGHUP: the run saves a checkpoint after the
+// current step and exits 128 + the signal. Schedulers (Slurm, Kubernetes,
+// systemd) stop jobs with SIGTERM, a closed terminal sends SIGHUP.
 inline std::atomic<bool> interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
-inline void on_sigint(int) {
+inline std::atomic<int> stop_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "the signal flags must be async-signal-safe");
+inline constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+inline void on_stop_signal(int sig) {
   if (interrupted) {
-    static const char msg[] = "\ninterrupted twice: exiting without a checkpoint\n";
+    static const char msg[] = "\nsignalled twice: exiting without a checkpoint\n";
     [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
-    std::_Exit(130);
+    std::_Exit(128 + sig);
   }
+  stop_signal = sig;
   interrupted = true;
-  static const char msg[] = "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to exit at once)\n";
-  [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+  static const char msg_int[] = "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to exit at once)\n";
+  static const char msg_other[] = "\nstop signal: saving a checkpoint after this step (signal again to exit at once)\n";
+  [[maybe_unused]] auto n = sig == SIGINT ? ::write(2, msg_int, sizeof msg_int - 1)
+                                          : ::write(2, msg_other, sizeof msg_other - 1);
 }
+
+inline const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT (Ctrl-C)";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+// Installs on_stop_signal for the stop signals while it lives.
+class StopSignals {
+ public:
+  StopSignals() {
+    interrupted = false;
+    stop_signal = 0;
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;  // a write or a CDP wait in progress goes on
+    for (std::size_t i = 0; i < std::size(stop_signals); ++i) ::sigaction(stop_signals[i], &action, &previous_[i]);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  ~StopSignals() {
+    for (std::size_t i = 0; i < std::size(stop_signals); ++i) ::sigaction(stop_signals[i], &previous_[i], nullptr);
+  }
+
+ private:
+  struct sigaction previous_[std::size(stop_signals)] {};
+};
 }  // namespace detail
 
 inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) {
@@ -268,14 +304,14 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
   const bool append = resumed && fs::exists(run_dir / "episodes.csv");
   EpisodeLog episodes(run_dir / "episodes.csv", append);
   const bool progress_exists = resumed && fs::exists(run_dir / "progress.csv");
-  std::ofstream progress_csv(run_dir / "progress.csv", progress_exists ? std::ios::app : std::ios::trunc);
+  io::AppendFile progress_csv(run_dir / "progress.csv", progress_exists);
   if (!progress_exists)
-    progress_csv << "time/total_timesteps,time/fps,time/episodes,time/time_elapsed,rollout/ep_rew_mean,"
-                    "rollout/ep_score_mean,rollout/ep_score_max,rollout/exploration_rate,train/loss,train/q_values,"
-                    "train/grad_norm,train/n_updates\n";
+    progress_csv.write("time/total_timesteps,time/fps,time/episodes,time/time_elapsed,rollout/ep_rew_mean,"
+                       "rollout/ep_score_mean,rollout/ep_score_max,rollout/exploration_rate,train/loss,"
+                       "train/q_values,train/grad_norm,train/n_updates\n");
   const bool q_exists = resumed && fs::exists(run_dir / "q_values.csv");
-  std::ofstream q_csv(run_dir / "q_values.csv", q_exists ? std::ios::app : std::ios::trunc);
-  if (!q_exists) q_csv << "step,mean_q,mean_loss,updates\n";
+  io::AppendFile q_csv(run_dir / "q_values.csv", q_exists);
+  if (!q_exists) q_csv.write("step,mean_q,mean_loss,updates\n");
   log::TensorBoardWriter tb(run_dir / "tb");
   for (const auto& e : interrupted_episodes) {
     episodes.write(e);
@@ -283,6 +319,22 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
     tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
     tb.add_scalar("charts/score", e.score, e.end_step);
   }
+
+  // A log that cannot be written stops the run: the callbacks run inside
+  // the trainer's step, so they record the failure and stop the trainer,
+  // which returns at the step's end; the loop below then saves a
+  // checkpoint and reports it.
+  std::string log_failure;  // or an env that cannot go on: the run stops the same way
+  std::string checkpoint_failure;
+  const auto logging = [&](auto&& write) {
+    if (!log_failure.empty()) return;
+    try {
+      write();
+    } catch (const std::exception& e) {
+      log_failure = e.what();
+      trainer.stop();
+    }
+  };
 
   // Per 1000 env steps: mean Q and loss over the updates in that block.
   double q_sum = 0, loss_sum = 0;
@@ -297,8 +349,11 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
       return;
     }
     if (step / 1000 != q_block) {
-      if (q_count) q_csv << q_block * 1000 + 1000 << ',' << q_sum / q_count << ',' << loss_sum / q_count << ','
-                         << trainer.agent().updates() << '\n';
+      if (q_count)
+        logging([&] {
+          q_csv.write(std::to_string(q_block * 1000 + 1000) + ',' + csv_number(q_sum / q_count) + ',' +
+                      csv_number(loss_sum / q_count) + ',' + std::to_string(trainer.agent().updates()) + '\n');
+        });
       q_block = step / 1000;
       q_sum = loss_sum = 0;
       q_count = 0;
@@ -306,29 +361,36 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
     q_sum += last.q_mean;
     loss_sum += last.loss;
     ++q_count;
-    if (trainer.agent().updates() % 100 == 0) {
-      tb.add_scalar("losses/td_loss", last.loss, step);
-      tb.add_scalar("losses/q_values", last.q_mean, step);
-      tb.add_scalar("losses/grad_norm", last.grad_norm, step);
-    }
+    if (trainer.agent().updates() % 100 == 0)
+      logging([&] {
+        tb.add_scalar("losses/td_loss", last.loss, step);
+        tb.add_scalar("losses/q_values", last.q_mean, step);
+        tb.add_scalar("losses/grad_norm", last.grad_norm, step);
+      });
   };
   trainer.on_episode = [&](const rl::EpisodeRecord& e) {
-    episodes.write(e);
-    tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
-    tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
-    tb.add_scalar("charts/score", e.score, e.end_step);
+    logging([&] {
+      episodes.write(e);
+      tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
+      tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
+      tb.add_scalar("charts/score", e.score, e.end_step);
+    });
   };
   trainer.on_progress = [&](const rl::Progress& p) {
     std::cout << progress_line(p, o.steps) << std::endl;
-    progress_csv << p.step << ',' << p.steps_per_second << ',' << p.episodes << ',' << p.wall_seconds << ','
-                 << p.mean_return << ',' << p.mean_score << ',' << p.max_score << ',' << p.epsilon << ','
-                 << p.last_update.loss << ',' << p.last_update.q_mean << ',' << p.last_update.grad_norm << ','
-                 << p.updates << std::endl;
-    tb.add_scalar("charts/SPS", p.steps_per_second, p.step);
-    tb.add_scalar("charts/epsilon", p.epsilon, p.step);
-    tb.add_scalar("charts/mean_score", p.mean_score, p.step);
-    tb.flush();
-    q_csv.flush();
+    logging([&] {
+      std::string row = std::to_string(p.step) + ',' + csv_number(p.steps_per_second) + ',' +
+                        std::to_string(p.episodes);
+      for (const double v : {p.wall_seconds, p.mean_return, p.mean_score, p.max_score, p.epsilon,
+                             static_cast<double>(p.last_update.loss), static_cast<double>(p.last_update.q_mean),
+                             static_cast<double>(p.last_update.grad_norm)})
+        row += ',' + csv_number(v);
+      progress_csv.write(row + ',' + std::to_string(p.updates) + '\n');
+      tb.add_scalar("charts/SPS", p.steps_per_second, p.step);
+      tb.add_scalar("charts/epsilon", p.epsilon, p.step);
+      tb.add_scalar("charts/mean_score", p.mean_score, p.step);
+      tb.flush();
+    });
   };
 
   rl::CheckpointOptions ck_options;
@@ -344,35 +406,67 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
                        run_dir / "weights" / (rl::checkpoint_name(trainer.step()) + ".safetensors"), metadata);
     }
     tb.flush();
-    q_csv.flush();
     write_plots(run_dir);
     std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
   };
 
-  detail::interrupted = false;
+  std::optional<detail::StopSignals> signals;
+  signals.emplace();
   trainer.set_stop_flag(&detail::interrupted);
-  auto previous_handler = std::signal(SIGINT, detail::on_sigint);
   const std::int64_t until =
       o.stop_after > 0 ? std::min(o.steps, trainer.step() + o.stop_after) : o.steps;
-  while (trainer.step() < until && !detail::interrupted && !non_finite) {
+  while (trainer.step() < until && !detail::interrupted && !non_finite && log_failure.empty()) {
     const std::int64_t next =
         std::min(until, (trainer.step() / o.checkpoint_interval + 1) * o.checkpoint_interval);
-    trainer.run(next);  // returns early on Ctrl-C or a non-finite loss
-    if (non_finite) break;
-    checkpoint();
+    try {
+      trainer.run(next);  // returns early on a stop signal, a non-finite loss or a failed log write
+    } catch (const env::EnvironmentFailure& e) {
+      // The env threw inside a step, before the trainer took any of it in.
+      log_failure = e.what();
+      break;
+    }
+    if (non_finite || !log_failure.empty()) break;
+    try {
+      checkpoint();
+    } catch (const std::exception& e) {
+      checkpoint_failure = e.what();
+      break;
+    }
   }
-  std::signal(SIGINT, previous_handler);
   trainer.set_stop_flag(nullptr);
+  if (!log_failure.empty() || !checkpoint_failure.empty()) {
+    // One line: what stopped the run, and what became of its checkpoints.
+    std::string saved;
+    if (checkpoint_failure.empty()) {
+      try {
+        checkpoint();
+        saved = "a checkpoint of step " + std::to_string(trainer.step()) + " was saved";
+      } catch (const std::exception& e) {
+        checkpoint_failure = e.what();
+      }
+    }
+    if (!checkpoint_failure.empty()) {
+      const auto newest = rl::latest_checkpoint(checkpoints);
+      saved = "no checkpoint could be saved (" + checkpoint_failure + "); " +
+              (newest ? "the newest one, " + newest->string() + ", is intact" : std::string("there is none yet"));
+    }
+    fail("training stopped at step ", trainer.step(), ": ", log_failure.empty() ? "" : log_failure + "; ", saved,
+         ". Mend the cause and continue with --resume ", run_dir.string());
+  }
   if (non_finite) {
     checkpoint("debug_step_" + std::to_string(trainer.step()));
     fail("the loss or gradient norm became non-finite at step ", trainer.step(), " (loss ", last.loss,
          ", gradient norm ", last.grad_norm, "); a debug checkpoint is in ", checkpoints.string(),
          ". Lower --lr or set --max-grad-norm");
   }
-  if (detail::interrupted)
-    std::cout << "interrupted at step " << trainer.step() << "; continue with --resume " << run_dir.string()
-              << std::endl;
-  else if (trainer.step() < o.steps)
+  const int sig = detail::stop_signal;
+  signals.reset();
+  if (detail::interrupted) {
+    std::cout << "stopped by " << detail::signal_name(sig) << " at step " << trainer.step()
+              << "; continue with --resume " << run_dir.string() << std::endl;
+    return 128 + sig;
+  }
+  if (trainer.step() < o.steps)
     std::cout << "stopped at step " << trainer.step() << " (--stop-after); continue with --resume "
               << run_dir.string() << std::endl;
   return 0;

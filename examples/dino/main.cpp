@@ -50,6 +50,7 @@ struct Options {
   std::string chromium;
   std::string cdp;
   bool headful = false;
+  double cdp_timeout = 15;  // seconds
   std::string game_config;
   int actions = 3;
   bool constant_speed = false;
@@ -99,6 +100,7 @@ envs::BrowserConfig browser_config(const Options& o) {
   browser.chromium = o.chromium;
   browser.cdp_url = o.cdp;
   browser.headful = o.headful;
+  browser.call_timeout = cdp::Milliseconds(static_cast<std::int64_t>(o.cdp_timeout * 1000));
   if (!o.chromium.empty()) cdp::find_chromium(o.chromium);  // checked before anything else starts
   return browser;
 }
@@ -221,25 +223,37 @@ examples::EvalSummary evaluate(const Options& o, bool verbose) {
       rl::FrameStack stack(env->observation_shape(), o.stack);
       for (int e; !failed && (e = next_episode++) < o.episodes;) {
         const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(e);
-        Rng random((o.seed ^ 0xa5a5a5a5ULL) + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(e));
-        stack.reset(env->reset(seed));
-        if (b == 0) gif_frame(*env, 0, false);
+        // An episode the browser failed in is played again in the new one:
+        // seeded and lock-step, it plays out as it would have, so a browser
+        // failure never shortens an evaluated score.
         double episode_return = 0;
-        std::int64_t step = 0;
         env::StepResult r;
-        do {
-          int action = 0;
-          if (o.policy == "random" || (agent && examples::takes_random_step(random, o.epsilon))) {
-            action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
-          } else if (agent) {
-            std::lock_guard lock(agent_mutex);
-            action = agent->greedy_action(stack.data());
-          }
-          r = env->step(action);
-          stack.push(r.observation);
-          episode_return += r.reward;
-          if (b == 0) gif_frame(*env, ++step, r.terminated || r.truncated);
-        } while (!r.terminated && !r.truncated);
+        for (;;) {
+          Rng random((o.seed ^ 0xa5a5a5a5ULL) + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(e));
+          stack.reset(env->reset(seed));
+          const int restarts = env->browser_restarts();
+          if (b == 0) gif_frame(*env, 0, false);
+          episode_return = 0;
+          std::int64_t step = 0;
+          r = {};
+          do {
+            int action = 0;
+            if (o.policy == "random" || (agent && examples::takes_random_step(random, o.epsilon))) {
+              action = static_cast<int>(random.uniform_index(static_cast<std::uint64_t>(actions)));
+            } else if (agent) {
+              std::lock_guard lock(agent_mutex);
+              action = agent->greedy_action(stack.data());
+            }
+            r = env->step(action);
+            stack.push(r.observation);
+            episode_return += r.reward;
+            if (b == 0) gif_frame(*env, ++step, r.terminated || r.truncated);
+          } while (!r.terminated && !r.truncated);
+          if (env->browser_restarts() == restarts) break;
+          std::lock_guard lock(print_mutex);
+          std::cerr << "dino: episode " << e + 1 << " (seed " << seed << ") was cut short by a browser failure; "
+                    << "playing it again from the start in the new browser\n";
+        }
         scores[static_cast<std::size_t>(e)] = r.info.score;
         returns[static_cast<std::size_t>(e)] = episode_return;
         if (verbose) {
@@ -294,10 +308,11 @@ int main(int argc, char** argv) {
     cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square); default: the game's (Dino: 80)")->check(CLI::IsMember({80, 84}));
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
-    cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--hidden", o.hidden, "Units of the hidden dense layer")->check(examples::positive)->capture_default_str();
     cmd->add_option("--capture", o.capture, "How frames leave the browser: screenshot (Page.captureScreenshot, PNG) or canvas (the page computes the 80x80 observation from the canvas's pixels; several times faster, same frames)")->check(CLI::IsMember({"screenshot", "canvas"}))->capture_default_str();
     cmd->add_option("--chromium", o.chromium, "Chromium executable (default: chromium on PATH)");
     cmd->add_option("--cdp", o.cdp, "Use a running browser instead of launching one: http://HOST:PORT or a ws:// DevTools URL");
+    cmd->add_option("--cdp-timeout", o.cdp_timeout, "Seconds a browser call may take before the browser counts as hung: it is relaunched and the episode ends as truncated; after 3 relaunches with no episode ending by itself between them, the next failure stops the run (with a checkpoint)")->check(CLI::Range(0.1, 3600.0))->capture_default_str();
     examples::add_switch(cmd, "--headful", o.headful, "Show the browser window (needs a display)");
     cmd->add_option("--game-config", o.game_config, "Another canvas game, described in TOML (docs/dino.md); replaces Dino");
     cmd->add_option("--actions", o.actions, "Dino actions: 3 (nothing, jump, duck) or 2 (nothing, jump)")->check(CLI::IsMember({2, 3}))->capture_default_str();
@@ -316,11 +331,11 @@ int main(int argc, char** argv) {
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'dino train'; default: the shipped ones in models/ (docs/results.md)");
-    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(examples::positive)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or always action 0")->check(CLI::IsMember({"agent", "random", "noop"}))->capture_default_str();
     cmd->add_option("--browsers", o.browsers, "Browsers playing episodes at once (scores do not depend on it)")->check(CLI::Range(1, 64))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon);
-    cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--max-steps", o.max_steps, "End (truncate) an episode after this many steps; 0 = never")->check(examples::non_negative)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);

@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Game frames per agent decision (a flap acts on the first); play/eval must use the value the agent was trained with")->check(CLI::Range(1, 8))->capture_default_str();
     cmd->add_option("--network", o.network, "Q-network: 'nature' (Nature DQN's convs without pooling, 512 hidden units; the shipped agent's) or 'tutorial' (the tutorials' convs with max pooling, --hidden units); play/eval must use the one the weights were trained with")->check(CLI::IsMember({"tutorial", "nature"}))->capture_default_str();
-    cmd->add_option("--hidden", o.hidden, "Units of the tutorial network's hidden dense layer (the nature network has 512)")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--hidden", o.hidden, "Units of the tutorial network's hidden dense layer (the nature network has 512)")->check(examples::positive)->capture_default_str();
   };
 
   auto* train_cmd = app.add_subcommand(
@@ -286,19 +286,19 @@ int main(int argc, char** argv) {
   examples::add_run_options(train_cmd, run);
   train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
   examples::add_dqn_options(train_cmd, o.dqn);
-  train_cmd->add_option("--demonstrations", o.demonstrations, "DQfD: record this many frames of the planner's play (it reads the game's state; see --policy planner) as demonstrations; every batch then draws --demonstration-rows rows from them with a large-margin term toward the planner's action. 0 = plain DQN")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--demonstration-max-pipes", o.demonstration_max_pipes, "End each demonstration episode after this many pipes (more episodes, more starts)")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cmd->add_option("--pretrain-updates", o.pretrain_updates, "DQfD: updates on the demonstrations alone before the agent acts (skipped on --resume)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--demonstration-rows", o.demonstration_rows, "DQfD: rows of every --batch-size batch drawn from the demonstrations")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train_cmd->add_option("--demonstration-margin", o.demonstration_margin, "DQfD: the margin by which the planner's action must lead the other's Q-value")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train_cmd->add_option("--demonstrations", o.demonstrations, "DQfD: record this many frames of the planner's play (it reads the game's state; see --policy planner) as demonstrations; every batch then draws --demonstration-rows rows from them with a large-margin term toward the planner's action. 0 = plain DQN")->check(examples::non_negative)->capture_default_str();
+  train_cmd->add_option("--demonstration-max-pipes", o.demonstration_max_pipes, "End each demonstration episode after this many pipes (more episodes, more starts)")->check(examples::positive)->capture_default_str();
+  train_cmd->add_option("--pretrain-updates", o.pretrain_updates, "DQfD: updates on the demonstrations alone before the agent acts (skipped on --resume)")->check(examples::non_negative)->capture_default_str();
+  train_cmd->add_option("--demonstration-rows", o.demonstration_rows, "DQfD: rows of every --batch-size batch drawn from the demonstrations")->check(examples::non_negative)->capture_default_str();
+  train_cmd->add_option("--demonstration-margin", o.demonstration_margin, "DQfD: the margin by which the planner's action must lead the other's Q-value")->check(examples::non_negative)->capture_default_str();
 
   auto add_eval_options = [&](CLI::App* cmd) {
     add_common(cmd);
     cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
-    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(examples::positive)->capture_default_str();
     cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
     examples::add_eval_epsilon_option(cmd, o.epsilon, "; one random flap is often a crash here");
-    cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(CLI::NonNegativeNumber)->capture_default_str();
+    cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(examples::non_negative)->capture_default_str();
   };
   auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
   add_eval_options(eval_cmd);
