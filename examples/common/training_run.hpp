@@ -313,12 +313,13 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
   io::AppendFile q_csv(run_dir / "q_values.csv", q_exists);
   if (!q_exists) q_csv.write("step,mean_q,mean_loss,updates\n");
   log::TensorBoardWriter tb(run_dir / "tb");
-  for (const auto& e : interrupted_episodes) {
+  const auto log_episode = [&](const rl::EpisodeRecord& e) {
     episodes.write(e);
     tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
     tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
     tb.add_scalar("charts/score", e.score, e.end_step);
-  }
+  };
+  for (const auto& e : interrupted_episodes) log_episode(e);
 
   // A log that cannot be written stops the run: the callbacks run inside
   // the trainer's step, so they record the failure and stop the trainer,
@@ -368,14 +369,7 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
         tb.add_scalar("losses/grad_norm", last.grad_norm, step);
       });
   };
-  trainer.on_episode = [&](const rl::EpisodeRecord& e) {
-    logging([&] {
-      episodes.write(e);
-      tb.add_scalar("charts/episodic_return", e.episode_return, e.end_step);
-      tb.add_scalar("charts/episodic_length", static_cast<double>(e.length), e.end_step);
-      tb.add_scalar("charts/score", e.score, e.end_step);
-    });
-  };
+  trainer.on_episode = [&](const rl::EpisodeRecord& e) { logging([&] { log_episode(e); }); };
   trainer.on_progress = [&](const rl::Progress& p) {
     std::cout << progress_line(p, o.steps) << std::endl;
     logging([&] {
@@ -410,8 +404,7 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
     std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
   };
 
-  std::optional<detail::StopSignals> signals;
-  signals.emplace();
+  const detail::StopSignals signals;  // until run_training returns
   trainer.set_stop_flag(&detail::interrupted);
   const std::int64_t until =
       o.stop_after > 0 ? std::min(o.steps, trainer.step() + o.stop_after) : o.steps;
@@ -460,7 +453,6 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
          ". Lower --lr or set --max-grad-norm");
   }
   const int sig = detail::stop_signal;
-  signals.reset();
   if (detail::interrupted) {
     std::cout << "stopped by " << detail::signal_name(sig) << " at step " << trainer.step()
               << "; continue with --resume " << run_dir.string() << std::endl;
