@@ -2,30 +2,29 @@
 # find_package(qrl) resolves exactly the dependencies qrl was built against.
 include_guard(GLOBAL)
 
-# OpenBLAS for SGEMM. Debian ships it in three threading flavours; the OpenMP
-# one shares its thread pool with qrl's own OpenMP loops, where the pthread one
-# would spin its own threads against them on a small machine.
+# oneDNN for the CPU backend's convolutions and SGEMM. Debian builds it on
+# OpenMP, the runtime of qrl's own loops, so the two share one thread pool.
 function(qrl_find_cpu_dependencies)
   find_package(OpenMP REQUIRED COMPONENTS CXX)
   # nlohmann/json: header-only, for safetensors headers and JSON output.
   find_package(nlohmann_json 3.10 REQUIRED)
-  if(TARGET qrl::openblas)
+  if(TARGET qrl::onednn)
     return()
   endif()
-  find_library(QRL_OPENBLAS_LIBRARY NAMES openblas
-    HINTS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
-    DOC "OpenBLAS (prefer the OpenMP build)")
-  find_path(QRL_CBLAS_INCLUDE_DIR NAMES cblas.h
-    HINTS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE} PATH_SUFFIXES openblas)
-  if(NOT QRL_OPENBLAS_LIBRARY OR NOT QRL_CBLAS_INCLUDE_DIR)
-    message(FATAL_ERROR "qrl needs OpenBLAS: install it with `sudo apt-get install libopenblas-openmp-dev` "
-                        "(or run scripts/setup.sh), or pass -DQRL_OPENBLAS_LIBRARY=/path/to/libopenblas.so")
+  # Not find_package(dnnl): Debian's dnnl-config.cmake demands OpenCL, which the
+  # CPU engine does not use.
+  find_library(QRL_DNNL_LIBRARY NAMES dnnl DOC "oneDNN (libdnnl-dev)")
+  find_path(QRL_DNNL_INCLUDE_DIR NAMES oneapi/dnnl/dnnl.hpp)
+  if(NOT QRL_DNNL_LIBRARY OR NOT QRL_DNNL_INCLUDE_DIR)
+    message(FATAL_ERROR "qrl needs oneDNN 2.x for its CPU backend: install it with "
+                        "`sudo apt-get install libdnnl-dev` (or run scripts/setup.sh), or pass "
+                        "-DQRL_DNNL_LIBRARY=/path/to/libdnnl.so -DQRL_DNNL_INCLUDE_DIR=/path/to/include")
   endif()
-  add_library(qrl::openblas UNKNOWN IMPORTED GLOBAL)
-  set_target_properties(qrl::openblas PROPERTIES
-    IMPORTED_LOCATION "${QRL_OPENBLAS_LIBRARY}"
-    INTERFACE_INCLUDE_DIRECTORIES "${QRL_CBLAS_INCLUDE_DIR}")
-  message(STATUS "qrl: OpenBLAS ${QRL_OPENBLAS_LIBRARY}")
+  add_library(qrl::onednn UNKNOWN IMPORTED GLOBAL)
+  set_target_properties(qrl::onednn PROPERTIES
+    IMPORTED_LOCATION "${QRL_DNNL_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${QRL_DNNL_INCLUDE_DIR}")
+  message(STATUS "qrl: oneDNN ${QRL_DNNL_LIBRARY}")
 endfunction()
 
 # cuDNN for the CUDA backend, as the imported target qrl::cudnn (with the CUDA

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qrl needs to build and test, skipping those
 # already present. Uses sudo when not root. Debian 12 (bookworm) or newer.
+#   scripts/setup.sh          what the build and the tests need
+#   scripts/setup.sh --bench  also what bench/ compares qrl with: OpenBLAS,
+#                             BLIS, Eigen (bench_cpu_kernels), Debian's PyTorch, perf
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libopenblas-openmp-dev   # SGEMM; the OpenMP build shares qrl's thread pool
+  libdnnl-dev              # oneDNN: the CPU backend's convolutions and SGEMM
   nlohmann-json3-dev       # safetensors headers, JSON output
   libcli11-dev             # example command lines
   doctest-dev              # tests
@@ -18,6 +21,12 @@ packages=(
   libstb-dev               # stb_image: PNG screenshots
   python3-pip zlib1g-dev   # scripts/build_ale.sh: fetches ale-py's sources, ALE links zlib
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(libopenblas-openmp-dev libblis-openmp-dev libeigen3-dev python3-torch linux-perf)
+elif [ $# -gt 0 ]; then
+  echo "setup: unknown option '$1' (use --bench or nothing)" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -28,6 +28,16 @@ assert s["mean_score"] == sum(s["scores"]) / 3 and s["max_score"] == max(s["scor
 "$flappy" train --steps 600 --learning-starts 200 --buffer-size 2000 --progress-interval 300 \
   --run-dir "$work/run" >"$work/train.txt" 2>&1 || fail "train failed: $(tail -n 5 "$work/train.txt")"
 grep -q "steps/s" "$work/train.txt" || fail "train printed no progress line"
+# The CPU kernels it runs are in the header, as wide as the CPU
+# (qrl/backend/cpu_kernels.hpp); oneDNN limited below the CPU's extensions is
+# said on stderr.
+head -n 3 "$work/train.txt" | grep -qE '^cpu kernels: oneDNN [0-9.]+ [a-z0-9_]+ \(' ||
+  fail "train's header does not name the CPU kernels: $(head -n 3 "$work/train.txt")"
+grep -q "NARROWER" "$work/train.txt" && fail "train runs kernels narrower than the CPU: $(head -n 1 "$work/train.txt")"
+ONEDNN_MAX_CPU_ISA=SSE41 "$flappy" eval --policy random --episodes 1 >/dev/null 2>"$work/narrow.txt" ||
+  fail "eval with ONEDNN_MAX_CPU_ISA=SSE41 failed: $(cat "$work/narrow.txt")"
+grep -q "qrl: warning: cpu kernels: oneDNN .* sse41 .*NARROWER.*ONEDNN_MAX_CPU_ISA=SSE41 limits it" "$work/narrow.txt" ||
+  fail "a oneDNN limited to SSE4.1 gave no warning: $(cat "$work/narrow.txt")"
 [ -s "$work/run/weights.safetensors" ] || fail "train wrote no weights"
 [ "$(wc -l <"$work/run/progress.csv")" -eq 3 ] || fail "progress.csv should hold a header and 2 rows"
 "$flappy" eval --weights "$work/run/weights.safetensors" --episodes 2 --json >"$work/agent.txt" ||

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <qrl/backend/cpu_kernels.hpp>
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
 #include <qrl/io/file.hpp>
@@ -202,10 +203,12 @@ inline const CLI::Validator non_negative(
     },
     "NONNEGATIVE", "non_negative");
 
-// Runs `body`, turning any qrl or std error into one line on stderr and exit
-// status 1, and a bad command line or config file into one line and status 2.
+// Warns when the CPU backend's kernels are narrower than the CPU, then runs
+// `body`, turning any qrl or std error into one line on stderr and exit status 1, and
+// a bad command line or config file into one line and status 2.
 template <class Body>
 int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& body) {
+  check_cpu_kernels();
   strict_integers(app);
   const auto usage_error = [&](const std::string& what) {
     std::cerr << program << ": error: " << what << " (run '" << program << " --help' for usage)\n";
@@ -227,6 +230,9 @@ int run_main(const char* program, CLI::App& app, int argc, char** argv, Body&& b
   } catch (const CLI::ParseError& e) {
     return usage_error(e.what());
   }
+  // A training run's header starts with the kernels it runs.
+  for (const CLI::App* sub : app.get_subcommands())
+    if (sub->get_name() == "train") std::cout << cpu_kernels().line() << std::endl;
   try {
     return body();
   } catch (const std::exception& e) {

@@ -17,8 +17,9 @@ namespace qrl {
 template <class B>
 struct backend_traits;
 
-// Per-layer backend state for a convolution: the CPU keeps its im2col
-// buffer there, CUDA its descriptors, chosen algorithms and workspace.
+// Per-layer backend state for a convolution: one plan per input shape (the
+// CPU's oneDNN primitives and reorders; CUDA's descriptors, chosen algorithms
+// and workspace) and what the backward pass needs of the last forward.
 template <class B>
 using Conv2dState = typename backend_traits<B>::Conv2dState;
 

@@ -1,8 +1,8 @@
 #pragma once
-// The CPU backend: OpenBLAS SGEMM for the matrix products (convolutions go
-// through im2col), OpenMP loops over the element functors in qrl/kernels for
-// everything else. Plain C++; no CUDA header is reachable from here.
-#include <cblas.h>
+// The CPU backend: oneDNN's JIT convolutions (backend/cpu_convolution.hpp)
+// and SGEMM (the dense layers), OpenMP loops over the element functors in
+// qrl/kernels for everything else. Plain C++; no CUDA header is reachable
+// from here.
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <qrl/backend/backend.hpp>
+#include <qrl/backend/cpu_convolution.hpp>
 #include <qrl/backend/geometry.hpp>
 #include <qrl/backend/op_args.hpp>
 #include <qrl/kernels/activation.cuh>
@@ -36,21 +37,21 @@ struct backend_traits<cpu> {
   // The host reads and writes this backend's memory directly.
   static constexpr bool host_memory = true;
 
-  // Scratch memory reused across calls; grows to the largest request.
+  // The stream oneDNN's primitives run on.
   class Context {
    public:
-    float* scratch(std::size_t count) {
-      if (scratch_.size() < count) scratch_.resize(count);
-      return scratch_.data();
-    }
+    dnnl::stream& stream() { return stream_; }
 
    private:
-    std::vector<float> scratch_;
+    dnnl::stream stream_{cpu_detail::cpu_engine()};
   };
 
-  // im2col columns of the last forward, reused by the backward pass.
+  // A convolution layer's oneDNN primitives, one plan per input shape, and
+  // what the backward pass needs of the last forward.
   struct Conv2dState {
-    std::vector<float> columns;
+    std::vector<std::unique_ptr<cpu_detail::ConvPlan>> plans;
+    cpu_detail::ConvPlan* last = nullptr;
+    const float* input = nullptr;
   };
 
   // ---- memory -------------------------------------------------------------
@@ -85,8 +86,9 @@ struct backend_traits<cpu> {
   // Row-major C[m,n] = alpha * op(A) op(B) + beta * C.
   static void gemm(Context&, bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                    const float* b, int ldb, float beta, float* c, int ldc) {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a, lda, b, ldb, beta, c, ldc);
+    const dnnl_status_t status =
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    require(status == dnnl_success, "dnnl_sgemm refused a ", m, "x", n, "x", k, " product (status ", int(status), ")");
   }
 
   // y[r, c] += bias[c]
@@ -188,126 +190,30 @@ struct backend_traits<cpu> {
   // (acting on one state, small tasks) run on one thread.
   static bool worth_threads(std::int64_t elements) { return elements >= (std::int64_t{1} << 16); }
 
-  // Integer division rounded down / up for any sign of the numerator
-  // (padding offsets are negative), positive divisor.
-  static constexpr int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-  static constexpr int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
-
-  // The output columns [first, end) whose input column for kernel column kw
-  // lies inside the image, so im2col and col2im test padding once per
-  // kernel column instead of once per element.
-  struct ColumnRange {
-    int first, end;
-  };
-  static ColumnRange columns_inside(const Conv2dGeometry& g, int kw) {
-    const int first = std::clamp(ceil_div(g.pad_left - kw, g.stride_w), 0, g.out_w);
-    return {first, std::clamp(floor_div(g.in_w - 1 + g.pad_left - kw, g.stride_w) + 1, first, g.out_w)};
-  }
-
-  // ---- convolution (im2col + SGEMM over the whole batch) ---------------------
-  // Columns are laid out [patch, batch * out_pixels] so one GEMM covers the
-  // batch: small DQN feature maps make per-image GEMMs too thin to be fast.
+  // ---- convolution (oneDNN) ---------------------------------------------------
   static void conv2d_forward(Context& ctx, Conv2dState& state, const Conv2dGeometry& g, const float* x,
                              const float* w, const float* bias, float* y) {
-    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
-    state.columns.resize(static_cast<std::size_t>(patch * cols));
-    im2col(g, x, state.columns.data());
-    float* y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols));  // [out_channels, batch*pixels]
-    gemm(ctx, false, false, g.out_channels, static_cast<int>(cols), static_cast<int>(patch), 1.0f, w,
-         static_cast<int>(patch), state.columns.data(), static_cast<int>(cols), 0.0f, y_t, static_cast<int>(cols));
-#pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
-    for (int n = 0; n < g.batch; ++n)
-      for (int oc = 0; oc < g.out_channels; ++oc) {
-        const float* src = y_t + oc * cols + n * pixels;
-        float* dst = y + (std::int64_t{n} * g.out_channels + oc) * pixels;
-        const float b = bias ? bias[oc] : 0.0f;
-        for (std::int64_t p = 0; p < pixels; ++p) dst[p] = src[p] + b;
-      }
+    require(bias != nullptr, "conv2d_forward: the CPU backend's convolutions need a bias");
+    state.last = &plan_for(state, g);
+    state.input = x;
+    state.last->forward(ctx.stream(), x, w, bias, y);
   }
 
   // Needs the Conv2dState of the matching forward. grad_x may be null (first
   // layer: nobody needs the gradient of the observation).
   static void conv2d_backward(Context& ctx, Conv2dState& state, const Conv2dGeometry& g, const float* w,
                               const float* grad_y, float* grad_x, float* grad_w, float* grad_bias) {
-    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
-    float* grad_y_t = ctx.scratch(static_cast<std::size_t>(g.out_channels * cols));
-#pragma omp parallel for collapse(2) if (worth_threads(g.output_size()))
-    for (int oc = 0; oc < g.out_channels; ++oc)
-      for (int n = 0; n < g.batch; ++n) {
-        const float* src = grad_y + (std::int64_t{n} * g.out_channels + oc) * pixels;
-        std::copy_n(src, pixels, grad_y_t + oc * cols + n * pixels);
-      }
-    if (grad_bias) {
-#pragma omp parallel for if (worth_threads(g.output_size()))
-      for (int oc = 0; oc < g.out_channels; ++oc) {
-        float sum = 0.0f;
-        const float* row = grad_y_t + oc * cols;
-        for (std::int64_t i = 0; i < cols; ++i) sum += row[i];
-        grad_bias[oc] = sum;
-      }
-    }
-    float* columns = state.columns.data();
-    gemm(ctx, false, true, g.out_channels, static_cast<int>(patch), static_cast<int>(cols), 1.0f, grad_y_t,
-         static_cast<int>(cols), columns, static_cast<int>(cols), 0.0f, grad_w, static_cast<int>(patch));
-    if (!grad_x) return;
-    // The forward's columns are spent: the column gradient reuses them.
-    gemm(ctx, true, false, static_cast<int>(patch), static_cast<int>(cols), g.out_channels, 1.0f, w,
-         static_cast<int>(patch), grad_y_t, static_cast<int>(cols), 0.0f, columns, static_cast<int>(cols));
-    col2im(g, columns, grad_x);
+    require(state.last != nullptr && state.last->geometry == g,
+            "conv2d_backward without a conv2d_forward of the same shape: run forward() first");
+    require(grad_bias != nullptr, "conv2d_backward: the CPU backend's convolutions need a bias gradient");
+    state.last->backward(ctx.stream(), state.input, w, grad_y, grad_x, grad_w, grad_bias);
   }
 
-  static void im2col(const Conv2dGeometry& g, const float* x, float* columns) {
-    const std::int64_t patch = g.patch_size(), pixels = g.output_pixels(), cols = g.batch * pixels;
-#pragma omp parallel for collapse(2) if (worth_threads(patch * cols))
-    for (std::int64_t r = 0; r < patch; ++r)
-      for (int n = 0; n < g.batch; ++n) {
-        const int c = static_cast<int>(r / (g.kernel_h * g.kernel_w));
-        const int kh = static_cast<int>(r / g.kernel_w % g.kernel_h);
-        const int kw = static_cast<int>(r % g.kernel_w);
-        const float* plane = x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
-        float* dst = columns + r * cols + n * pixels;
-        const auto [first_inside, end_inside] = columns_inside(g, kw);
-        for (int oh = 0; oh < g.out_h; ++oh) {
-          const int ih = oh * g.stride_h - g.pad_top + kh;
-          float* row = dst + oh * g.out_w;
-          if (ih < 0 || ih >= g.in_h) {
-            std::fill_n(row, g.out_w, 0.0f);
-            continue;
-          }
-          std::fill_n(row, first_inside, 0.0f);
-          std::fill(row + end_inside, row + g.out_w, 0.0f);
-          const float* src = plane + std::int64_t{ih} * g.in_w + (first_inside * g.stride_w - g.pad_left + kw);
-          if (g.stride_w == 1) {  // a plain copy; wider strides gather
-            std::copy(src, src + (end_inside - first_inside), row + first_inside);
-          } else {
-            for (int ow = first_inside; ow < end_inside; ++ow)
-              row[ow] = src[static_cast<std::ptrdiff_t>(ow - first_inside) * g.stride_w];
-          }
-        }
-      }
-  }
-
-  static void col2im(const Conv2dGeometry& g, const float* columns, float* grad_x) {
-    const std::int64_t pixels = g.output_pixels(), cols = g.batch * pixels;
-#pragma omp parallel for collapse(2) if (worth_threads(g.patch_size() * cols))
-    for (int n = 0; n < g.batch; ++n)
-      for (int c = 0; c < g.in_channels; ++c) {
-        float* plane = grad_x + (std::int64_t{n} * g.in_channels + c) * g.in_h * g.in_w;
-        std::fill_n(plane, std::int64_t{g.in_h} * g.in_w, 0.0f);
-        for (int kh = 0; kh < g.kernel_h; ++kh)
-          for (int kw = 0; kw < g.kernel_w; ++kw) {
-            const std::int64_t r = (std::int64_t{c} * g.kernel_h + kh) * g.kernel_w + kw;
-            const float* src = columns + r * cols + n * pixels;
-            const auto [first_inside, end_inside] = columns_inside(g, kw);
-            for (int oh = 0; oh < g.out_h; ++oh) {
-              const int ih = oh * g.stride_h - g.pad_top + kh;
-              if (ih < 0 || ih >= g.in_h) continue;
-              float* dst = plane + std::int64_t{ih} * g.in_w;
-              const float* src_row = src + oh * g.out_w;
-              for (int ow = first_inside; ow < end_inside; ++ow) dst[ow * g.stride_w - g.pad_left + kw] += src_row[ow];
-            }
-          }
-      }
+  static cpu_detail::ConvPlan& plan_for(Conv2dState& state, const Conv2dGeometry& g) {
+    for (const auto& plan : state.plans)
+      if (plan->geometry == g) return *plan;
+    state.plans.push_back(std::make_unique<cpu_detail::ConvPlan>(g));
+    return *state.plans.back();
   }
 
   // ---- max pooling -----------------------------------------------------------

@@ -235,13 +235,6 @@ class GrowingWorkspace {
   std::vector<void*> retired_;
 };
 
-inline bool same_geometry(const Conv2dGeometry& a, const Conv2dGeometry& b) {
-  return a.batch == b.batch && a.in_channels == b.in_channels && a.in_h == b.in_h && a.in_w == b.in_w &&
-         a.out_channels == b.out_channels && a.kernel_h == b.kernel_h && a.kernel_w == b.kernel_w &&
-         a.stride_h == b.stride_h && a.stride_w == b.stride_w && a.pad_top == b.pad_top && a.pad_left == b.pad_left &&
-         a.out_h == b.out_h && a.out_w == b.out_w;
-}
-
 // What a convolution's algorithms may be: the Context's settings when the
 // plan is made.
 struct ConvSearch {
@@ -325,7 +318,7 @@ class ConvAlgorithmCache {
  public:
   const ConvAlgorithms* find(const Conv2dGeometry& g, const ConvSearch& s) const {
     for (const auto& e : entries_)
-      if (same_geometry(e.geometry, g) && e.search == s) return &e.algorithms;
+      if (e.geometry == g && e.search == s) return &e.algorithms;
     return nullptr;
   }
   const ConvAlgorithms& insert(const Conv2dGeometry& g, const ConvSearch& s, const ConvAlgorithms& algorithms) {
@@ -950,7 +943,7 @@ struct backend_traits<cuda> {
   // Plans are few (one per batch size in use) and found by a linear scan.
   static const Conv2dPlan& plan_for(Context& ctx, Conv2dState& state, const Conv2dGeometry& g) {
     for (const auto& plan : state.plans)
-      if (cuda_detail::same_geometry(plan->geometry, g)) return *plan;
+      if (plan->geometry == g) return *plan;
     state.plans.push_back(make_plan(ctx, g));
     return *state.plans.back();
   }

@@ -43,6 +43,7 @@ struct Conv2dGeometry {
   std::int64_t weight_size() const { return std::int64_t{out_channels} * in_channels * kernel_h * kernel_w; }
   std::int64_t patch_size() const { return std::int64_t{in_channels} * kernel_h * kernel_w; }
   std::int64_t output_pixels() const { return std::int64_t{out_h} * out_w; }
+  bool operator==(const Conv2dGeometry&) const = default;  // the key of the backends' per-shape plans
 };
 
 // Max pooling geometry; padded cells never win the max.
