@@ -22,9 +22,6 @@
 
 namespace qrl::examples {
 
-// A config file is a page of options, never megabytes.
-inline constexpr std::uint64_t config_max_bytes = 4u << 20;
-
 // The run directory a --resume argument belongs to.
 inline std::filesystem::path resume_run_dir(const std::string& resume) {
   std::filesystem::path p(resume);
@@ -63,7 +60,7 @@ inline ConfigChoice config_file_in_args(int argc, char** argv) {
 
 // The file parsed as TOML; errors name the file and line.
 inline toml::table read_config_toml(const std::string& path) {
-  const std::string text = io::read_file(path, config_max_bytes, "config file (TOML)");
+  const std::string text = io::read_file(path, io::config_file_max_bytes, "config file (TOML)");
   try {
     return toml::parse(text, path);
   } catch (const toml::parse_error& e) {

@@ -113,6 +113,8 @@ inline const char* file_kind(mode_t mode) {
 }
 
 inline constexpr std::uint64_t unlimited_file_bytes = ~std::uint64_t{0};
+// A config file (TOML options, a game config) is a page, never megabytes.
+inline constexpr std::uint64_t config_file_max_bytes = 4u << 20;
 
 inline std::string byte_size_text(std::uint64_t bytes) {
   char buf[48];
@@ -180,7 +182,6 @@ class AppendFile {
   AppendFile(std::filesystem::path path, bool append) : path_(std::move(path)) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
     if (fd_ < 0) fail("cannot write ", path_.string(), ": ", std::strerror(errno), " (is the directory writable?)");
-    if (append) ::lseek(fd_, 0, SEEK_END);
   }
   AppendFile(const AppendFile&) = delete;
   AppendFile& operator=(const AppendFile&) = delete;

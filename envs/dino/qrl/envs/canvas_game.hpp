@@ -231,7 +231,7 @@ inline CanvasGameConfig parse_game_config(std::string_view text, const std::stri
 inline CanvasGameConfig load_game_config(const std::filesystem::path& path) {
   require(std::filesystem::exists(path), path.string(), ": cannot open the game config (check --game-config)");
   // A game config is a page of TOML; anything larger is the wrong file.
-  return parse_game_config(io::read_file(path, 4u << 20, "game config (TOML, docs/dino.md)"), path.string());
+  return parse_game_config(io::read_file(path, io::config_file_max_bytes, "game config (TOML, docs/dino.md)"), path.string());
 }
 
 // Where the browser comes from.
