@@ -61,7 +61,7 @@ struct DqnOptions {
     config.adam.eps = adam_eps;
     config.adam.max_grad_norm = max_grad_norm;
     if (c51) config.distributional = CategoricalSupport{atoms, v_min, v_max};
-    config.noise_seed = seed ^ 0x9015e5eedULL;
+    config.noise_seed = Rng::derive(seed, SeedPurpose::layer_noise);
     return config;
   }
 

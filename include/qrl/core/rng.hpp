@@ -5,6 +5,22 @@
 
 namespace qrl {
 
+// What a seed derived from a run's seed is for: one purpose, one constant, so
+// that no two of a run's random sequences coincide. The constants are the
+// salts each component XORed into the seed before Rng::derive existed; they
+// stay, so that training runs and the shipped agents' evaluations draw what
+// they drew before (docs/runs.md, "Seeds").
+enum class SeedPurpose : std::uint64_t {
+  exploration = 0xe4e4e4e4e4e4e4e4ULL,    // the trainer's epsilon-greedy draws
+  sampling = 0x5a5a5a5a5a5a5a5aULL,       // replay minibatches
+  episode_seeds = 0x5eed5eed5eed5eedULL,  // index i: the trainer's env i's sequence of episode seeds
+  evaluation_actions = 0xa5a5a5a5ULL,     // of an evaluation episode's seed: its random actions
+  noop_starts = 0x6e6f6f7073ULL,          // of an Atari episode's seed: its no-op count at reset
+  demonstration_episodes = 0xde3005ULL,   // the seeds of Flappy Bird's planner demonstrations
+  pretraining_sampling = 0x9e7a11ULL,     // DQfD's pre-training minibatches
+  layer_noise = 0x9015e5eedULL,           // noisy layers' noise
+};
+
 __extension__ typedef unsigned __int128 Uint128;  // GCC/Clang builtin; __extension__ keeps -Wpedantic quiet
 
 // xoshiro256** seeded through splitmix64. Chosen over std::mt19937 plus
@@ -16,6 +32,15 @@ class Rng {
   using State = std::array<std::uint64_t, 4>;
 
   explicit Rng(std::uint64_t seed = 0) { reseed(seed); }
+
+  // The seed of `purpose`'s sequence number `index` (an env, an episode)
+  // within a run seeded with `seed`. Every seed qrl derives comes from here.
+  // The result seeds an Rng, whose splitmix64 seeding decorrelates the
+  // nearby values this gives.
+  static constexpr std::uint64_t derive(std::uint64_t seed, SeedPurpose purpose, std::uint64_t index = 0) {
+    return (seed ^ static_cast<std::uint64_t>(purpose)) + index * 0xd1b54a32d192ed03ULL;
+  }
+  Rng(std::uint64_t seed, SeedPurpose purpose, std::uint64_t index = 0) : Rng(derive(seed, purpose, index)) {}
 
   void reseed(std::uint64_t seed) {
     std::uint64_t x = seed;

@@ -12,19 +12,15 @@
 // terminated) always lies inside one episode, and no action is spent on a
 // reset step (Gymnasium's NEXT_STEP mode would ignore the next action).
 #include <concepts>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <exception>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
-#include <thread>
 #include <vector>
 
 #include <qrl/core/error.hpp>
 #include <qrl/core/rng.hpp>
+#include <qrl/core/worker_pool.hpp>
 #include <qrl/env/env.hpp>
 
 namespace qrl::env {
@@ -71,8 +67,7 @@ class VectorEnv {
     current_.resize(count);
     seeds_.resize(count);
     pending_actions_.resize(count);
-    errors_.resize(threads_);
-    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+    pool_ = std::make_unique<WorkerPool>(threads_);
   }
 
  public:
@@ -80,43 +75,34 @@ class VectorEnv {
   VectorEnv(const VectorEnv&) = delete;
   VectorEnv& operator=(const VectorEnv&) = delete;
 
-  ~VectorEnv() {
-    {
-      std::lock_guard lock(mutex_);
-      quit_ = true;
-      ++generation_;
-    }
-    wake_.notify_all();
-    for (auto& worker : workers_) worker.join();
-  }
 
   int size() const { return static_cast<int>(envs_.size()); }
   int threads() const { return threads_; }
   int action_count() const { return actions_; }
   FrameShape observation_shape() const { return envs_[0]->observation_shape(); }
 
-  // Resets every env. Env i draws its episode seeds from its own stream,
-  // fixed by (seed, i), so a run does not depend on thread timing.
+  // Resets every env. Env i draws its episode seeds from its own sequence,
+  // Rng(seed, SeedPurpose::episode_seeds, i) as the trainer's env i does, so
+  // a run does not depend on thread timing.
   void reset(std::uint64_t seed) {
-    Rng streams(seed);
-    std::vector<std::uint64_t> stream_seeds(seeds_.size());
-    for (auto& s : stream_seeds) s = streams.next_u64();
-    reset(stream_seeds);
+    std::vector<std::uint64_t> sequence_seeds(seeds_.size());
+    for (std::size_t i = 0; i < sequence_seeds.size(); ++i)
+      sequence_seeds[i] = Rng::derive(seed, SeedPurpose::episode_seeds, i);
+    reset(sequence_seeds);
   }
 
   // Resets every env, env i drawing its episode seeds from
-  // Rng(stream_seeds[i]): for a caller that fixes each env's stream itself
-  // (the vector trainer does, so that env 0 plays the one-env trainer's
-  // episodes).
-  void reset(std::span<const std::uint64_t> stream_seeds) {
-    require(static_cast<int>(stream_seeds.size()) == size(), "VectorEnv::reset: got ", stream_seeds.size(),
-            " seed streams for ", size(), " envs");
-    for (int i = 0; i < size(); ++i) seeds_[i].reseed(stream_seeds[i]);
+  // Rng(sequence_seeds[i]): for a caller that fixes each env's sequence
+  // itself.
+  void reset(std::span<const std::uint64_t> sequence_seeds) {
+    require(static_cast<int>(sequence_seeds.size()) == size(), "VectorEnv::reset: got ", sequence_seeds.size(),
+            " seed sequences for ", size(), " envs");
+    for (int i = 0; i < size(); ++i) seeds_[i].reseed(sequence_seeds[i]);
     reset_all();
   }
 
-  // Resets every env with the next seed of its own stream (as set by
-  // reset(stream_seeds) or restored by set_episode_seed_states()).
+  // Resets every env with the next seed of its own sequence (as set by
+  // reset(sequence_seeds) or restored by set_episode_seed_states()).
   void reset_all() {
     run_all([this](int i) {
       current_[i] = envs_[i]->reset(seeds_[i].next_u64());
@@ -125,11 +111,11 @@ class VectorEnv {
     started_ = true;
   }
 
-  // Env i's stream of episode seeds, for checkpoints: restored streams give
+  // Env i's sequence of episode seeds, for checkpoints: restored ones give
   // the episodes an uninterrupted run would have played next.
   Rng::State episode_seed_state(int i) const { return seeds_.at(i).state(); }
   void set_episode_seed_states(std::span<const Rng::State> states) {
-    require(static_cast<int>(states.size()) == size(), "VectorEnv: got ", states.size(), " seed streams for ", size(),
+    require(static_cast<int>(states.size()) == size(), "VectorEnv: got ", states.size(), " seed sequences for ", size(),
             " envs");
     for (int i = 0; i < size(); ++i) seeds_[i].set_state(states[i]);
   }
@@ -181,59 +167,9 @@ class VectorEnv {
     }
   }
 
-  // Runs task(i) for every env, thread t taking envs t, t + threads, ...;
-  // the caller is thread 0. Rethrows the first error after all have finished.
   template <class Task>
-  void run_all(Task task) {
-    task_ = [&task](int i) { task(i); };
-    if (threads_ > 1) {
-      {
-        std::lock_guard lock(mutex_);
-        remaining_ = threads_ - 1;
-        ++generation_;
-      }
-      wake_.notify_all();
-    }
-    run_share(0);
-    if (threads_ > 1) {
-      std::unique_lock lock(mutex_);
-      done_.wait(lock, [this] { return remaining_ == 0; });
-    }
-    task_ = nullptr;
-    for (auto& error : errors_) {
-      if (error) {
-        std::exception_ptr first = error;
-        for (auto& e : errors_) e = nullptr;
-        std::rethrow_exception(first);
-      }
-    }
-  }
-
-  void run_share(int t) {
-    try {
-      for (int i = t; i < size(); i += threads_) task_(i);
-    } catch (...) {
-      errors_[t] = std::current_exception();
-    }
-  }
-
-  void worker_loop(int t) {
-    std::uint64_t seen = 0;
-    for (;;) {
-      {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (quit_) return;
-      }
-      run_share(t);
-      bool last = false;
-      {
-        std::lock_guard lock(mutex_);
-        last = --remaining_ == 0;
-      }
-      if (last) done_.notify_one();
-    }
+  void run_all(Task&& task) {
+    pool_->run(size(), task);
   }
 
   std::vector<std::unique_ptr<E>> owned_;
@@ -245,16 +181,9 @@ class VectorEnv {
   std::vector<FrameView> current_;
   std::vector<Rng> seeds_;
   std::vector<int> pending_actions_;
-  std::vector<std::exception_ptr> errors_;
   bool started_ = false;
 
-  std::function<void(int)> task_;
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  std::uint64_t generation_ = 0;
-  int remaining_ = 0;
-  bool quit_ = false;
+  std::unique_ptr<WorkerPool> pool_;
 };
 
 }  // namespace qrl::env

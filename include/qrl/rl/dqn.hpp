@@ -38,7 +38,7 @@ struct DqnConfig {
   // Noisy layers' noise stream (exploration by noisy nets): a new sample for
   // every acting forward of act_batch() and for both networks at every
   // update. Unused by networks without noisy layers.
-  std::uint64_t noise_seed = 0x9015e5eedULL;
+  std::uint64_t noise_seed = Rng::derive(0, SeedPurpose::layer_noise);
   optim::AdamConfig adam{};
   // DQfD (Hester et al. 2018), used once demonstrations are attached: the
   // share of every batch drawn from them, and their large-margin term.

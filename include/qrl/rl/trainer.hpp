@@ -138,8 +138,8 @@ class Trainer {
         agent_(&agent),
         replay_(&replay),
         config_(config),
-        exploration_(config.seed ^ 0xe4e4e4e4e4e4e4e4ULL),
-        sampling_(config.seed ^ 0x5a5a5a5a5a5a5a5aULL),
+        exploration_(config.seed, SeedPurpose::exploration),
+        sampling_(config.seed, SeedPurpose::sampling),
         tallies_(static_cast<std::size_t>(envs.size())) {
     config.schedule.check();
     const env::FrameShape frame = envs.observation_shape();
@@ -160,7 +160,7 @@ class Trainer {
   // The seed of env i's stream of episode seeds; env 0's is the same for
   // every env count.
   static std::uint64_t episode_seed_stream(std::uint64_t seed, int env) {
-    return (seed ^ 0x5eed5eed5eed5eedULL) + static_cast<std::uint64_t>(env) * 0xd1b54a32d192ed03ULL;
+    return Rng::derive(seed, SeedPurpose::episode_seeds, static_cast<std::uint64_t>(env));
   }
 
   std::int64_t step() const { return step_; }
@@ -338,7 +338,7 @@ class Trainer {
   // The counter-based exploration draws of backend acting: a function of
   // the seed and the global step only, so a resumed run draws what the
   // uninterrupted one would have without saving any generator state.
-  std::uint64_t backend_exploration_seed() const { return config_.seed ^ 0xe4e4e4e4e4e4e4e4ULL; }
+  std::uint64_t backend_exploration_seed() const { return Rng::derive(config_.seed, SeedPurpose::exploration); }
 
   void begin_run() {
     if (start_time_ == clock::time_point{}) start_time_ = clock::now();
