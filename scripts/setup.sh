@@ -19,6 +19,7 @@ packages=(
   libboost1.81-dev         # Boost.Beast WebSocket for the DevTools Protocol
   libtomlplusplus-dev      # browser game configs (--game-config)
   libstb-dev               # stb_image: PNG screenshots
+  nodejs                   # node --check of the page runtime (envs/dino/qrl/envs/page_runtime.js)
   python3-pip zlib1g-dev   # scripts/build_ale.sh: fetches ale-py's sources, ALE links zlib
 )
 if [ "${1:-}" = "--bench" ]; then

@@ -19,6 +19,7 @@
 #include <qrl/core/rng.hpp>
 #include <qrl/env/vector_env.hpp>
 #include <qrl/envs/dino.hpp>
+#include <qrl/io/base64.hpp>
 #include <qrl/rl/checkpoint.hpp>
 
 #include "browser_support.hpp"
@@ -224,33 +225,22 @@ TEST_CASE("Canvas capture: the observation computed in the page equals qrl::env:
         " window.__qrl_game.selector = '#qrl-test';"
         " __qrl.setObservation(" + std::to_string(c.out_h) + ", " + std::to_string(c.out_w) + ", [250, 128, 3]);"
         " return __qrl.observe(); })()";
-    const auto in_page = envs::detail::base64_decode(env.evaluate(make).get<std::string>());
+    const auto in_page = io::base64_decode<std::vector<std::uint8_t>>(env.evaluate(make).get<std::string>(), "observe");
     // The same canvas as PNG (lossless), blended over the same background
     // by the env, then the C++ functor.
     const std::string png = env.evaluate("__qrl.pixels()").get<std::string>();
-    const auto bytes = envs::detail::base64_decode(png);
-    int w = 0, h = 0, n = 0;
-    unsigned char* rgba = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 4);
-    REQUIRE(rgba != nullptr);
-    REQUIRE(w == c.width);
-    REQUIRE(h == c.height);
-    const int background[3] = {250, 128, 3};
-    std::vector<std::uint8_t> rgb(static_cast<std::size_t>(w) * h * 3);
+    const auto rgba = envs::decode_png(io::base64_decode<std::vector<std::uint8_t>>(png, "pixels"), 4, "canvas PNG");
+    REQUIRE(rgba.width == c.width);
+    REQUIRE(rgba.height == c.height);
     int translucent = 0;
-    for (int i = 0; i < w * h; ++i) {
-      const int a = rgba[i * 4 + 3];
-      translucent += a > 0 && a < 255;
-      for (int ch = 0; ch < 3; ++ch)
-        rgb[static_cast<std::size_t>(i) * 3 + ch] =
-            static_cast<std::uint8_t>((rgba[i * 4 + ch] * a + background[ch] * (255 - a) + 127) / 255);
-    }
-    stbi_image_free(rgba);
-    CHECK(translucent > w * h / 4);
+    for (std::size_t i = 3; i < rgba.pixels.size(); i += 4) translucent += rgba.pixels[i] > 0 && rgba.pixels[i] < 255;
+    CHECK(translucent > c.width * c.height / 4);
+    const auto rgb = envs::decode_canvas_png(png, {250, 128, 3}, "test");
     env::PreprocessSpec spec;
     spec.out_height = c.out_h;
     spec.out_width = c.out_w;
     std::vector<std::uint8_t> expected(static_cast<std::size_t>(c.out_h) * c.out_w);
-    env::preprocess(env::FrameView{rgb.data(), env::FrameShape{h, w, 3}}, spec, expected.data());
+    env::preprocess(env::FrameView{rgb.pixels.data(), env::FrameShape{rgb.height, rgb.width, 3}}, spec, expected.data());
     REQUIRE(in_page.size() == expected.size());
     CHECK(distinct_values(env::FrameView{expected.data(), env::FrameShape{c.out_h, c.out_w, 1}}) > 20);
     CHECK(in_page == expected);
