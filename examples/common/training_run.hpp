@@ -26,11 +26,11 @@
 #include <vector>
 
 #include <qrl/env/record_video.hpp>
+#include <qrl/log/run_charts.hpp>
 #include <qrl/log/tensorboard.hpp>
 #include <qrl/rl/checkpoint.hpp>
 
 #include "example_support.hpp"
-#include "run_plots.hpp"
 
 namespace qrl::examples {
 
@@ -400,7 +400,7 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
                        run_dir / "weights" / (rl::checkpoint_name(trainer.step()) + ".safetensors"), metadata);
     }
     tb.flush();
-    write_plots(run_dir);
+    log::write_plots(run_dir);
     std::cout << "checkpoint " << dir.string() << " (step " << trainer.step() << ")" << std::endl;
   };
 
@@ -476,6 +476,14 @@ env::RecordVideo<E> record_videos(E& env, const RunOptions& o, double game_fps, 
     std::cout << "recorded " << p.string() << " (" << frames << " frames)" << std::endl;
   };
   return recorder;
+}
+
+// The examples' `plot RUN_DIR` subcommand.
+inline int plot_command(const std::filesystem::path& run_dir) {
+  const auto [games, blocks] = log::write_plots(run_dir);
+  std::cout << "wrote " << (run_dir / "scores.svg").string() << " (" << games << " games) and "
+            << (run_dir / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
+  return 0;
 }
 
 }  // namespace qrl::examples

@@ -21,23 +21,17 @@
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>
 
-#include "../common/backend_choice.hpp"
-#include "../common/dqn_options.hpp"
-#include "../common/example_support.hpp"
-#include "../common/training_run.hpp"
+#include "../common/evaluation.hpp"
+#include "../common/program.hpp"
+#include "../common/train.hpp"
 
 namespace fs = std::filesystem;
 using namespace qrl;
 
 namespace {
 
-struct Options {
-  // common
-  std::string backend = "cpu";
-  std::uint64_t seed = 1;
-  std::string weights;
+struct Options : examples::CommonOptions {
   int frame_size = 80;
-  int stack = 4;
   std::string network = "nature";
   int hidden = 256;
   int frame_skip = 2;
@@ -50,14 +44,8 @@ struct Options {
   int demonstration_rows = 8;
   float demonstration_margin = 0.8f;
   // play / eval
-  int episodes = 10;
-  std::string policy = "agent";
-  double epsilon = 0.0;
-  bool json = false;
+  int envs = 1;
   int max_pipes = 1000;
-  std::string gif;
-  // plot
-  std::string plot_dir;
 };
 
 envs::FlappyBirdConfig env_config(const Options& o, int max_pipes) {
@@ -89,7 +77,7 @@ void record_planner_demonstrations(const Options& o, rl::ReplayMemory<B>& memory
   const auto start = std::chrono::steady_clock::now();
   envs::FlappyBird env(env_config(o, o.demonstration_max_pipes));
   envs::FlappyPlanner planner(envs::FlappyPlannerConfig{.frame_skip = o.frame_skip});
-  Rng seeds(o.seed ^ 0xde3005ULL);
+  Rng seeds(o.seed, SeedPurpose::demonstration_episodes);
   int episodes = 0, crashes = 0;
   const auto full = [&] { return memory.frames() >= memory.capacity(); };
   while (!full()) {
@@ -115,7 +103,7 @@ template <Backend B, class Env>
 void pretrain(Context<B>& ctx, const Options& o, rl::Trainer<B, Env>& trainer, rl::ReplayMemory<B>& demonstrations,
               const fs::path& run_dir) {
   auto& agent = trainer.agent();
-  Rng sampling(o.seed ^ 0x9e7a11ULL);
+  Rng sampling(o.seed, SeedPurpose::pretraining_sampling);
   constexpr std::int64_t chunk = 1000;
   const auto start = std::chrono::steady_clock::now();
   for (std::int64_t done = 0; done < o.pretrain_updates;) {
@@ -142,119 +130,58 @@ int train(const Options& o, const examples::RunOptions& run, const std::string& 
           "--pretrain-updates trains on demonstrations: add --demonstrations N (frames of the planner's play)");
   require(o.demonstrations == 0 || o.demonstration_rows <= o.dqn.batch_size, "--demonstration-rows ",
           o.demonstration_rows, " exceeds --batch-size ", o.dqn.batch_size, ": the rows are part of each batch");
-  Context<B> ctx;
-  const rl::ReplayConfig replay_config = o.dqn.replay_config({o.frame_size, o.frame_size, 1}, o.stack, run.steps);
-  examples::check_replay_fits(rl::ReplayMemory<B>::bytes_required(replay_config), run.force_memory);
-  rl::ReplayMemory<B> replay(replay_config, ctx);
-
-  Rng init_rng(o.seed);
-  auto net = make_network<B>(o);
-  net.initialize(ctx, init_rng, nn::Init::pytorch_default);
-  if (!o.weights.empty()) nn::load_weights(ctx, net, o.weights);
-  std::cout << net.summary({1, o.stack, o.frame_size, o.frame_size});
-
-  rl::DqnConfig config = o.dqn.dqn_config(o.seed);
-  config.demonstration_rows = o.demonstration_rows;
-  config.demonstration_margin = o.demonstration_margin;
-  rl::Dqn<B> agent(ctx, std::move(net), {o.stack, o.frame_size, o.frame_size}, envs::FlappyBird::kActionCount,
-                   config);
-
-  envs::FlappyBird game(env_config(o, 0));
-  auto env = examples::record_videos(game, run, envs::FlappyBird::kFramesPerSecond, o.frame_skip);
-  env::VectorEnv<decltype(env)> one_env(env);
-  rl::TrainerConfig trainer_config;
-  trainer_config.seed = o.seed;
-  trainer_config.epsilon = o.dqn.epsilon_schedule(run.steps);
-  trainer_config.schedule = o.dqn.schedule();
-  trainer_config.progress_interval = run.progress_interval;
-  rl::Trainer<B, decltype(env)> trainer(one_env, agent, replay, trainer_config);
-
+  examples::LearnerSpec spec{.frame = {o.frame_size, o.frame_size, 1}, .stack = o.stack,
+                             .actions = envs::FlappyBird::kActionCount, .seed = o.seed, .weights = o.weights,
+                             .config = o.dqn.dqn_config(o.seed)};
+  spec.config.demonstration_rows = o.demonstration_rows;
+  spec.config.demonstration_margin = o.demonstration_margin;
+  examples::Learner<B> learner(spec, o.dqn, run, [&] { return make_network<B>(o); });
   // Regenerated on --resume (the planner and its seeds are deterministic), so
   // checkpoints need not carry them.
   std::optional<rl::ReplayMemory<B>> demonstrations;
-  if (o.demonstrations > 0) {
-    rl::ReplayConfig demonstration_config = replay_config;
+  auto use_demonstrations = [&](auto& trainer) {
+    if (o.demonstrations == 0) return;
+    rl::ReplayConfig demonstration_config = learner.replay.config();
     demonstration_config.capacity = o.demonstrations;
     demonstration_config.prioritized.reset();
-    demonstrations.emplace(demonstration_config, ctx);
+    demonstrations.emplace(demonstration_config, learner.ctx);
     record_planner_demonstrations(o, *demonstrations);
-    if (run.resume.empty() && o.pretrain_updates > 0) pretrain(ctx, o, trainer, *demonstrations, run.run_dir);
+    if (run.resume.empty() && o.pretrain_updates > 0)
+      pretrain(learner.ctx, o, trainer, *demonstrations, run.run_dir);
     trainer.use_demonstrations(&*demonstrations);
-  }
-  return examples::run_training(ctx, trainer, run, config_toml);
+  };
+  return examples::train_on_envs(
+      learner, 1, [&](int) { return envs::FlappyBird(env_config(o, 0)); }, run, config_toml,
+      envs::FlappyBird::kFramesPerSecond, o.frame_skip, use_demonstrations);
 }
 
-// Plays `episodes` seeded episodes with the agent (greedy, or with --epsilon
-// random steps), a random policy or the planner (which reads the game's state,
-// not pixels). The agent's random steps come from the random policy's stream,
-// drawn only when --epsilon asks for them: greedy episodes and the random
-// baselines are what they were before --epsilon existed.
+// Plays seeded episodes (examples/common/evaluation.hpp) with the agent, a
+// random policy or the planner (which reads the game's state, not pixels).
 template <Backend B>
 examples::EvalSummary evaluate(const Options& o, bool verbose) {
   Context<B> ctx;
-  const bool random_policy = o.policy == "random";
-  const bool planner_policy = o.policy == "planner";
-  auto net = make_network<B>(o);
+  examples::EvalPolicy<B, envs::FlappyBird> policy{.name = o.policy, .epsilon = o.epsilon};
   std::unique_ptr<rl::Dqn<B>> agent;
   if (o.policy == "agent") {
-    require(!o.weights.empty(), "the agent policy needs --weights FILE (train one with 'flappy train', or use "
-                                "--policy random)");
-    nn::load_weights(ctx, net, o.weights);
-    const rl::DqnConfig config = o.dqn.dqn_config(o.seed);  // its head
-    agent = std::make_unique<rl::Dqn<B>>(ctx, std::move(net), Shape{o.stack, o.frame_size, o.frame_size},
-                                         envs::FlappyBird::kActionCount, config);
+    agent = examples::load_agent(ctx, make_network<B>(o), o.weights, Shape{o.stack, o.frame_size, o.frame_size},
+                                 envs::FlappyBird::kActionCount, o.dqn.dqn_config(o.seed), "flappy",
+                                 "--policy random");
+    policy.agent = agent.get();
   }
-  envs::FlappyBird env(env_config(o, o.max_pipes));
-  rl::FrameStack stack(env.observation_shape(), o.stack);
-  Rng random(o.seed ^ 0xa5a5a5a5ULL);
   std::optional<envs::FlappyPlanner> planner;
-  if (planner_policy) planner.emplace(envs::FlappyPlannerConfig{.frame_skip = o.frame_skip});
-  examples::EvalSummary summary{o.policy, o.seed, {}, {}};
-  // The same timing as the training recordings: the game in real time.
-  env::RecordVideoConfig gif_timing;
-  gif_timing.time_for_game(envs::FlappyBird::kFramesPerSecond, o.frame_skip);
-  std::unique_ptr<io::GifWriter> gif;
-  constexpr int gif_max_frames = 5000;
-  if (!o.gif.empty())
-    gif = std::make_unique<io::GifWriter>(o.gif, envs::FlappyBird::kScreenWidth, envs::FlappyBird::kScreenHeight,
-                                          gif_timing.delay_cs);
-  for (int e = 0; e < o.episodes; ++e) {
-    stack.reset(env.reset(o.seed + static_cast<std::uint64_t>(e)));
-    if (gif && gif->frames() < gif_max_frames) gif->add_frame(env.render_rgb());
-    double episode_return = 0;
-    std::int64_t step = 0;
-    env::StepResult r;
-    do {
-      const int action = random_policy || (agent && examples::takes_random_step(random, o.epsilon))
-                             ? static_cast<int>(random.uniform_index(envs::FlappyBird::kActionCount))
-                         : planner_policy ? planner->act(env)
-                                          : agent->greedy_action(stack.data());
-      r = env.step(action);
-      stack.push(r.observation);
-      episode_return += r.reward;
-      if (gif && gif->frames() < gif_max_frames && (++step % gif_timing.frame_every == 0 || r.terminated || r.truncated))
-        gif->add_frame(env.render_rgb());
-    } while (!r.terminated && !r.truncated);
-    summary.scores.push_back(r.info.score);
-    summary.returns.push_back(episode_return);
-    if (verbose)
-      std::cout << "episode " << e + 1 << "/" << o.episodes << " seed " << o.seed + e << ": score " << r.info.score
-                << (r.truncated ? " (capped)" : "") << ", return " << episode_return << ", frames "
-                << r.info.episode_frame << (env.crash() ? ", " + envs::describe(*env.crash()) : std::string())
-                << std::endl;
+  if (o.policy == "planner") {
+    planner.emplace(envs::FlappyPlannerConfig{.frame_skip = o.frame_skip});
+    policy.reads_env = [&](envs::FlappyBird& env) { return planner->act(env); };
   }
-  if (gif) {
-    gif->close();
-    if (verbose) std::cout << "wrote " << o.gif << " (" << gif->frames() << " frames)" << std::endl;
-  }
-  return summary;
-}
-
-template <Backend B>
-int eval(const Options& o, bool play) {
-  const auto summary = evaluate<B>(o, play || !o.json);
-  summary.print(o.json);
-  return 0;
+  examples::EvalSettings<envs::FlappyBird> settings{.episodes = o.episodes, .seed = o.seed, .envs = o.envs,
+                                                    .stack = o.stack, .verbose = verbose, .gif = o.gif,
+                                                    .game_fps = envs::FlappyBird::kFramesPerSecond,
+                                                    .frame_skip = o.frame_skip, .program = "flappy"};
+  settings.describe_end = [](const envs::FlappyBird& env) {
+    return env.crash() ? envs::describe(*env.crash()) : std::string();
+  };
+  return examples::evaluate_episodes(
+      settings, [&](int) { return std::make_unique<envs::FlappyBird>(env_config(o, o.max_pipes)); }, policy);
 }
 
 }  // namespace
@@ -264,60 +191,31 @@ int main(int argc, char** argv) {
   examples::RunOptions run;
   run.run_dir = "runs/flappy";
   run.steps = 300000;
-  CLI::App app{"qrl Flappy Bird: a DQN that learns Flappy Bird from pixels"};
-  app.require_subcommand(1);
-  examples::add_config_option(app, argc, argv);
-  const std::string algorithm = examples::algorithm_to_apply(argc, argv, o.dqn.algorithm);
-  examples::apply_algorithm(algorithm, o.dqn);
-  auto add_common = [&](CLI::App* cmd) {
-    examples::add_backend_option(cmd, o.backend);
-    examples::add_head_options(cmd, o.dqn);
-    cmd->add_option("--seed", o.seed, "Seed of everything random (episodes, exploration, sampling, init)")->capture_default_str();
+  examples::ExampleProgram program("flappy", "qrl Flappy Bird: a DQN that learns Flappy Bird from pixels", argc, argv,
+                                   o, o.dqn, run);
+  const examples::EvalHelp help{
+      .policies = {"agent", "random", "planner"},
+      .policy = "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)",
+      .epsilon_note = "; one random flap is often a crash here",
+      .gif = "Also record the episodes env 0 plays (every other frame, up to 5000) into this GIF"};
+  const auto commands = program.add_subcommands(help, [&](CLI::App* cmd) {
     cmd->add_option("--frame-size", o.frame_size, "Observation size in pixels (square)")->check(CLI::IsMember({80, 84}))->capture_default_str();
-    cmd->add_option("--stack", o.stack, "Frames stacked into one state")->check(CLI::Range(1, 16))->capture_default_str();
     cmd->add_option("--frame-skip", o.frame_skip, "Game frames per agent decision (a flap acts on the first); play/eval must use the value the agent was trained with")->check(CLI::Range(1, 8))->capture_default_str();
     cmd->add_option("--network", o.network, "Q-network: 'nature' (Nature DQN's convs without pooling, 512 hidden units; the shipped agent's) or 'tutorial' (the tutorials' convs with max pooling, --hidden units); play/eval must use the one the weights were trained with")->check(CLI::IsMember({"tutorial", "nature"}))->capture_default_str();
     cmd->add_option("--hidden", o.hidden, "Units of the tutorial network's hidden dense layer (the nature network has 512)")->check(examples::positive)->capture_default_str();
-  };
-
-  auto* train_cmd = app.add_subcommand(
-      "train", "Train a DQN agent; checkpoints, weights, CSV and TensorBoard logs, plots and GIFs go to --run-dir");
-  add_common(train_cmd);
-  examples::add_run_options(train_cmd, run);
-  train_cmd->add_option("--weights", o.weights, "Start from these weights (safetensors)")->check(CLI::ExistingFile);
-  examples::add_dqn_options(train_cmd, o.dqn);
+  });
+  CLI::App* train_cmd = commands.train;
   train_cmd->add_option("--demonstrations", o.demonstrations, "DQfD: record this many frames of the planner's play (it reads the game's state; see --policy planner) as demonstrations; every batch then draws --demonstration-rows rows from them with a large-margin term toward the planner's action. 0 = plain DQN")->check(examples::non_negative)->capture_default_str();
   train_cmd->add_option("--demonstration-max-pipes", o.demonstration_max_pipes, "End each demonstration episode after this many pipes (more episodes, more starts)")->check(examples::positive)->capture_default_str();
   train_cmd->add_option("--pretrain-updates", o.pretrain_updates, "DQfD: updates on the demonstrations alone before the agent acts (skipped on --resume)")->check(examples::non_negative)->capture_default_str();
   train_cmd->add_option("--demonstration-rows", o.demonstration_rows, "DQfD: rows of every --batch-size batch drawn from the demonstrations")->check(examples::non_negative)->capture_default_str();
   train_cmd->add_option("--demonstration-margin", o.demonstration_margin, "DQfD: the margin by which the planner's action must lead the other's Q-value")->check(examples::non_negative)->capture_default_str();
-
-  auto add_eval_options = [&](CLI::App* cmd) {
-    add_common(cmd);
-    cmd->add_option("--weights", o.weights, "Agent weights (safetensors) saved by 'flappy train'; default: the shipped ones in models/ (docs/results.md)");
-    cmd->add_option("--episodes", o.episodes, "Episodes to play; episode k uses seed --seed + k")->check(examples::positive)->capture_default_str();
-    cmd->add_option("--policy", o.policy, "Who plays: the trained agent (greedy unless --epsilon), uniform random actions, or 'planner': a search over the game's own rules that reads the bird and pipes instead of pixels (what the game allows at this --frame-skip; not a learned policy)")->check(CLI::IsMember({"agent", "random", "planner"}))->capture_default_str();
-    examples::add_eval_epsilon_option(cmd, o.epsilon, "; one random flap is often a crash here");
+  for (CLI::App* cmd : {commands.eval, commands.play}) {
+    cmd->add_option("--envs", o.envs, "Games playing episodes at once, one thread each (the scores do not depend on the count)")->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_option("--max-pipes", o.max_pipes, "End (truncate) an episode after this many pipes; 0 = never")->check(examples::non_negative)->capture_default_str();
-  };
-  auto* eval_cmd = app.add_subcommand("eval", "Evaluate a policy on seeded episodes");
-  add_eval_options(eval_cmd);
-  examples::add_switch(eval_cmd, "--json", o.json, "Print only a JSON summary line {episodes, mean_score, max_score, scores}");
-  auto* play_cmd = app.add_subcommand("play", "Play episodes and print each one's score");
-  add_eval_options(play_cmd);
-  play_cmd->add_option("--gif", o.gif, "Also record the episodes (every other frame, up to 5000) into this GIF");
-  auto* plot_cmd = app.add_subcommand("plot", "Redraw RUN_DIR/scores.svg and RUN_DIR/q_values.svg from its logs");
-  plot_cmd->add_option("run_dir", o.plot_dir, "Run directory of 'flappy train'")->required()->check(CLI::ExistingDirectory);
-
-  return examples::run_main("flappy", app, argc, argv, [&] {
-    examples::check_algorithm(o.dqn, algorithm);
-    return examples::with_backend(o.backend, [&](auto tag) {
-      using B = decltype(tag);
-      if (*train_cmd) return train<B>(o, run, examples::resolved_config(*train_cmd));
-      if (*plot_cmd) return examples::plot_command(o.plot_dir);
-      examples::require_epsilon_for_agent(o.policy, o.epsilon);
-      o.weights = examples::eval_weights(o.policy, o.weights, "flappy", "flappy");
-      return eval<B>(o, static_cast<bool>(*play_cmd));
-    });
-  });
+  }
+  return program.run(
+      [] { return std::string("flappy"); },
+      [&](auto tag, const std::string& config_toml) { return train<decltype(tag)>(o, run, config_toml); },
+      [&](auto tag, bool verbose) { return evaluate<decltype(tag)>(o, verbose); });
 }

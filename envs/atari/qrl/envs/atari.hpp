@@ -173,8 +173,8 @@ class Atari {
   env::FrameView reset(std::uint64_t seed) {
     ale_->restoreState(start_);
     ale_->environment->getEnvironmentRNG().seed(static_cast<std::uint32_t>(ale_seed(seed)));
-    // A stream apart from the one the ALE seed came from.
-    Rng rng(seed ^ 0x6e6f6f7073ULL);
+    // Apart from the sequence the ALE seed came from.
+    Rng rng(seed, SeedPurpose::noop_starts);
     const int noops = config_.noop_max > 0 ? 1 + static_cast<int>(rng.uniform_index(config_.noop_max)) : 0;
     for (int i = 0; i < noops; ++i) {
       ale_->act(ale::PLAYER_A_NOOP);

@@ -1,11 +1,10 @@
 #pragma once
-// The run directory's charts, drawn from its CSV logs: score per 10 games
+// A run directory's charts, drawn from its CSV logs: score per 10 games
 // (mean and max, as the DQN tutorials plot it) and mean Q per 1000 steps.
-// Refreshed at each checkpoint and by the `plot RUN_DIR` subcommand.
+// The examples refresh them at each checkpoint and in `plot RUN_DIR`.
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -14,7 +13,7 @@
 #include <qrl/io/file.hpp>
 #include <qrl/log/svg_plot.hpp>
 
-namespace qrl::examples {
+namespace qrl::log {
 
 // Columns of a CSV with a header row, by name.
 inline std::map<std::string, std::vector<double>> read_csv_columns(const std::filesystem::path& path) {
@@ -37,9 +36,9 @@ inline std::map<std::string, std::vector<double>> read_csv_columns(const std::fi
   return out;
 }
 
-inline log::LineChart score_chart(const std::vector<double>& scores, int block = 10) {
-  log::ChartSeries mean{"mean score per " + std::to_string(block) + " games", "#1f77b4", {}, {}};
-  log::ChartSeries max{"max score per " + std::to_string(block) + " games", "#ff7f0e", {}, {}};
+inline LineChart score_chart(const std::vector<double>& scores, int block = 10) {
+  ChartSeries mean{"mean score per " + std::to_string(block) + " games", "#1f77b4", {}, {}};
+  ChartSeries max{"max score per " + std::to_string(block) + " games", "#ff7f0e", {}, {}};
   for (std::size_t start = 0; start + block <= scores.size(); start += block) {
     double sum = 0, best = scores[start];
     for (int i = 0; i < block; ++i) {
@@ -55,7 +54,7 @@ inline log::LineChart score_chart(const std::vector<double>& scores, int block =
   return {"Score during training", "games played", "score", {max, mean}};
 }
 
-inline log::LineChart q_chart(const std::vector<double>& steps, const std::vector<double>& q) {
+inline LineChart q_chart(const std::vector<double>& steps, const std::vector<double>& q) {
   return {"Mean Q per 1000 steps", "environment steps", "mean Q(s, a) of the sampled batches",
           {{"mean Q", "#2ca02c", steps, q}}};
 }
@@ -73,12 +72,4 @@ inline std::pair<std::size_t, std::size_t> write_plots(const std::filesystem::pa
   return {scores.size(), steps.size()};
 }
 
-// The examples' `plot RUN_DIR` subcommand.
-inline int plot_command(const std::filesystem::path& run_dir) {
-  const auto [games, blocks] = write_plots(run_dir);
-  std::cout << "wrote " << (run_dir / "scores.svg").string() << " (" << games << " games) and "
-            << (run_dir / "q_values.svg").string() << " (" << blocks << " blocks of 1000 steps)\n";
-  return 0;
-}
-
-}  // namespace qrl::examples
+}  // namespace qrl::log
