@@ -227,12 +227,4 @@ TEST_CASE("log files: a write the disk refuses is an error at once, not a silent
   CHECK(*io::free_bytes(dir.path) > 0);
 }
 
-TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cpu);
-
-#if defined(QRL_HAVE_CUDA)
-// The same suites on the GPU, labelled "cuda"; each reports a skip (see
-// test::backend_available) where no CUDA device is usable.
-TEST_SUITE_BEGIN("cuda");
-TEST_CASE_TEMPLATE_INVOKE(weights_roundtrip, qrl::cuda);
-TEST_SUITE_END();
-#endif
+QRL_TEST_ON_EVERY_BACKEND(weights_roundtrip);

@@ -169,7 +169,7 @@ struct PlainDqnLoop {
 
   void run(envs::Catch& env, std::int64_t steps) {
     Rng episode_seeds(rl::Trainer<B, envs::Catch>::episode_seed_stream(config.seed, 0));
-    Rng exploration(config.seed ^ 0xe4e4e4e4e4e4e4e4ULL), sampling(config.seed ^ 0x5a5a5a5a5a5a5a5aULL);
+    Rng exploration(config.seed, SeedPurpose::exploration), sampling(config.seed, SeedPurpose::sampling);
     rl::FrameStack stack(env.observation_shape(), 2);
     rl::ReplayBatch<B> batch;
     const auto& s = config.schedule;
@@ -532,28 +532,12 @@ TEST_CASE_TEMPLATE_DEFINE("Rainbow (Double, dueling, noisy nets without epsilon,
   check_learned(agent, "Rainbow");
 }
 
-TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(act_on_backend, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_backend_acting, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cpu);
-
-#if defined(QRL_HAVE_CUDA)
-// The same suites on the GPU, labelled "cuda"; each reports a skip (see
-// test::backend_available) where no CUDA device is usable.
-TEST_SUITE_BEGIN("cuda");
-TEST_CASE_TEMPLATE_INVOKE(learns_catch, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_rainbow_parts, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(dqfd_catch, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_vector, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(act_on_backend, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(learns_catch_backend_acting, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(one_env_trainer, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(vector_transitions, qrl::cuda);
-TEST_SUITE_END();
-#endif
+QRL_TEST_ON_EVERY_BACKEND(learns_catch);
+QRL_TEST_ON_EVERY_BACKEND(learns_catch_rainbow);
+QRL_TEST_ON_EVERY_BACKEND(learns_catch_rainbow_parts);
+QRL_TEST_ON_EVERY_BACKEND(dqfd_catch);
+QRL_TEST_ON_EVERY_BACKEND(learns_catch_vector);
+QRL_TEST_ON_EVERY_BACKEND(act_on_backend);
+QRL_TEST_ON_EVERY_BACKEND(learns_catch_backend_acting);
+QRL_TEST_ON_EVERY_BACKEND(one_env_trainer);
+QRL_TEST_ON_EVERY_BACKEND(vector_transitions);

@@ -594,40 +594,18 @@ TEST_CASE_TEMPLATE_DEFINE("A noisy dueling C51 network: safetensors round trip, 
   CHECK_THROWS_AS(nn::NoisyDense<B>(10, 3, -0.1f), Error);
 }
 
-TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(flatten_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(sequential_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(noisy_dueling_io, qrl::cpu);
-
-#if defined(QRL_HAVE_CUDA)
-// The same suites on the GPU, labelled "cuda"; each reports a skip (see
-// test::backend_available) where no CUDA device is usable.
-TEST_SUITE_BEGIN("cuda");
-TEST_CASE_TEMPLATE_INVOKE(conv_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(conv_direct, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(dense_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(relu_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(pool_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(flatten_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(sequential_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(loss_grad, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(shape_errors, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(same_padding, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(initialisers, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(noisy_dense, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(noisy_statistics, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(dueling, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(noisy_dueling_io, qrl::cuda);
-TEST_SUITE_END();
-#endif
+QRL_TEST_ON_EVERY_BACKEND(conv_grad);
+QRL_TEST_ON_EVERY_BACKEND(conv_direct);
+QRL_TEST_ON_EVERY_BACKEND(dense_grad);
+QRL_TEST_ON_EVERY_BACKEND(relu_grad);
+QRL_TEST_ON_EVERY_BACKEND(pool_grad);
+QRL_TEST_ON_EVERY_BACKEND(flatten_grad);
+QRL_TEST_ON_EVERY_BACKEND(sequential_grad);
+QRL_TEST_ON_EVERY_BACKEND(loss_grad);
+QRL_TEST_ON_EVERY_BACKEND(shape_errors);
+QRL_TEST_ON_EVERY_BACKEND(same_padding);
+QRL_TEST_ON_EVERY_BACKEND(initialisers);
+QRL_TEST_ON_EVERY_BACKEND(noisy_dense);
+QRL_TEST_ON_EVERY_BACKEND(noisy_statistics);
+QRL_TEST_ON_EVERY_BACKEND(dueling);
+QRL_TEST_ON_EVERY_BACKEND(noisy_dueling_io);

@@ -90,16 +90,6 @@ TEST_CASE_TEMPLATE_DEFINE("Adam rejects nonsensical hyperparameters", B, adam_co
   CHECK_THROWS_WITH_AS(optim::Adam<B>(f.ctx, f.net, bad), doctest::Contains("betas"), Error);
 }
 
-TEST_CASE_TEMPLATE_INVOKE(adam_steps, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(adam_clipping, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(adam_config, qrl::cpu);
-
-#if defined(QRL_HAVE_CUDA)
-// The same suites on the GPU, labelled "cuda"; each reports a skip (see
-// test::backend_available) where no CUDA device is usable.
-TEST_SUITE_BEGIN("cuda");
-TEST_CASE_TEMPLATE_INVOKE(adam_steps, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(adam_clipping, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(adam_config, qrl::cuda);
-TEST_SUITE_END();
-#endif
+QRL_TEST_ON_EVERY_BACKEND(adam_steps);
+QRL_TEST_ON_EVERY_BACKEND(adam_clipping);
+QRL_TEST_ON_EVERY_BACKEND(adam_config);

@@ -727,36 +727,16 @@ TEST_CASE_TEMPLATE_DEFINE("The categorical TD step by hand: next action, project
   for (std::size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(expected[i]).epsilon(1e-5));
 }
 
-TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_newest_states, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(replay_prioritized_edge, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cpu);
-TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cpu);
-
-#if defined(QRL_HAVE_CUDA)
-// The same suites on the GPU, labelled "cuda"; each reports a skip (see
-// test::backend_available) where no CUDA device is usable.
-TEST_SUITE_BEGIN("cuda");
-TEST_CASE_TEMPLATE_INVOKE(replay_stacking, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_newest_states, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_demonstrations, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(td_margin, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_streams, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_wrap, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_seeded, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_size, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(n_step, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_prioritized, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(replay_prioritized_edge, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(td_discounts, qrl::cuda);
-TEST_CASE_TEMPLATE_INVOKE(td_categorical, qrl::cuda);
-TEST_SUITE_END();
-#endif
+QRL_TEST_ON_EVERY_BACKEND(replay_stacking);
+QRL_TEST_ON_EVERY_BACKEND(replay_newest_states);
+QRL_TEST_ON_EVERY_BACKEND(replay_demonstrations);
+QRL_TEST_ON_EVERY_BACKEND(td_margin);
+QRL_TEST_ON_EVERY_BACKEND(replay_streams);
+QRL_TEST_ON_EVERY_BACKEND(replay_wrap);
+QRL_TEST_ON_EVERY_BACKEND(replay_seeded);
+QRL_TEST_ON_EVERY_BACKEND(replay_size);
+QRL_TEST_ON_EVERY_BACKEND(n_step);
+QRL_TEST_ON_EVERY_BACKEND(replay_prioritized);
+QRL_TEST_ON_EVERY_BACKEND(replay_prioritized_edge);
+QRL_TEST_ON_EVERY_BACKEND(td_discounts);
+QRL_TEST_ON_EVERY_BACKEND(td_categorical);

@@ -14,10 +14,10 @@
 #include <qrl/envs/flappy_bird.hpp>
 #include <qrl/io/crc32c.hpp>
 #include <qrl/io/gif.hpp>
+#include <qrl/log/run_charts.hpp>
 #include <qrl/log/svg_plot.hpp>
 #include <qrl/log/tensorboard.hpp>
 
-#include "../examples/common/run_plots.hpp"
 
 using namespace qrl;
 namespace fs = std::filesystem;
@@ -195,7 +195,7 @@ TEST_CASE("SVG line charts: round ticks, escaped text, one polyline per series")
 TEST_CASE("score chart: mean and max per block of 10 games") {
   std::vector<double> scores;
   for (int i = 0; i < 25; ++i) scores.push_back(i % 10);  // 0..9, 0..9, 0..4
-  const auto chart = examples::score_chart(scores);
+  const auto chart = log::score_chart(scores);
   REQUIRE(chart.series.size() == 2);
   CHECK(chart.series[0].x == std::vector<double>{10, 20});  // the unfinished block is left out
   CHECK(chart.series[0].y == std::vector<double>{9, 9});    // max

@@ -15,6 +15,20 @@
 #include <qrl/backend/cuda.hpp>
 #endif
 
+// Runs a TEST_CASE_TEMPLATE_DEFINE'd suite on every backend this build has:
+// the CPU, and with CUDA built, the GPU under the test suite "cuda" (ctest
+// label cuda), each case reporting a skip where no CUDA device is usable
+// (backend_available).
+#if defined(QRL_HAVE_CUDA)
+#define QRL_TEST_ON_EVERY_BACKEND(name)       \
+  TEST_CASE_TEMPLATE_INVOKE(name, qrl::cpu);  \
+  TEST_SUITE_BEGIN("cuda");                   \
+  TEST_CASE_TEMPLATE_INVOKE(name, qrl::cuda); \
+  TEST_SUITE_END()
+#else
+#define QRL_TEST_ON_EVERY_BACKEND(name) TEST_CASE_TEMPLATE_INVOKE(name, qrl::cpu)
+#endif
+
 namespace qrl::test {
 
 // The line ctest's SKIP_REGULAR_EXPRESSION (tests/CMakeLists.txt) turns into
