@@ -104,13 +104,16 @@ wrote=$(sed -n 's/^wrote .* (\([0-9]*\) frames)$/\1/p' "$work/play.txt")
   [ "${gif_frames:-0}" = "${wrote:-none}" ] && [ "${gif_frames:-0}" -gt 45 ] ||
   fail "play.gif is wrong (${gif_width:-?}x${gif_height:-?}, ${gif_frames:-?} frames, wrote ${wrote:-?}): $(cat "$work/play.txt")"
 # A browser killed during eval: the episode it cut short is played again in
-# a new browser and, seeded and lock-step, scores as it would have.
-eval_args=(--policy random --episodes 3 --seed 5 --max-steps 300 --capture canvas)
+# a new browser and, seeded and lock-step, scores as it would have. The
+# shipped agent plays each episode to the 300-step cap (1,200 frames, 2-3 s),
+# so the kill lands inside episode 2 whatever the machine's speed; a random
+# policy's episodes (under 0.5 s on a fast CPU) end before it.
+eval_args=(--episodes 3 --seed 5 --max-steps 300 --capture canvas)
 "$dino" eval "${eval_args[@]}" >"$work/undisturbed.txt" 2>/dev/null || fail "undisturbed eval failed"
 "$dino" eval "${eval_args[@]}" >"$work/disturbed.txt" 2>"$work/disturbed.err" &
 pid=$!
 for _ in $(seq 300); do grep -q "^episode 1/3" "$work/disturbed.txt" 2>/dev/null && break; sleep 0.05; done
-sleep 0.8  # into episode 2 (about 2 s long), past its page load
+sleep 0.8  # into episode 2, past its page load
 guardian=$(pgrep -P "$pid" | head -n 1)
 browser=$(pgrep -P "${guardian:-0}" | head -n 1)
 [ -n "$browser" ] && kill -KILL "$browser" || fail "found no browser of the eval to kill"

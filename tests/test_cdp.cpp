@@ -9,6 +9,11 @@
 #include <string>
 #include <thread>
 
+// The scripted DevTools peer below speaks WebSocket itself.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
 #include <qrl/cdp/chromium.hpp>
 #include <qrl/cdp/client.hpp>
 

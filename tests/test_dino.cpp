@@ -461,11 +461,10 @@ TEST_CASE("Dino vector env: 2 browsers give per-env episodes identical to single
     CHECK_FALSE(std::filesystem::exists(dirs[i]));
     CHECK(test::eventually([&] { return test::live_processes(browsers[i], dirs[i]).empty(); }));
   }
-  // Env i's k-th episode has the k-th seed of its own stream, fixed by (seed, i).
+  // Env i's k-th episode has the k-th seed of its own sequence, fixed by (seed, i).
   Dino single({}, quiet(CaptureMode::Canvas));
-  Rng streams(7);
   for (int i = 0; i < kEnvs; ++i) {
-    Rng seeds(streams.next_u64());
+    Rng seeds(7, SeedPurpose::episode_seeds, static_cast<std::uint64_t>(i));
     auto replay = [&](std::uint64_t seed, const std::vector<std::uint8_t>& start, const std::vector<Step>& steps) {
       CHECK(bytes_of(single.reset(seed)) == start);
       for (std::size_t k = 0; k < steps.size(); ++k) {
