@@ -32,6 +32,7 @@
 #include <qrl/io/file.hpp>
 #include <qrl/rl/checkpoint.hpp>
 
+#include "checkpoint_fuzz_entry.hpp"
 #include "checkpoint_fuzz_setup.hpp"
 
 namespace fs = std::filesystem;
@@ -53,3 +54,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!std::isfinite(v)) std::abort();
   return 0;
 }
+
+namespace qrl::fuzz {
+
+const std::filesystem::path& base_checkpoint_directory() { return base_directory(); }
+
+std::string load_message(std::string_view input) {
+  const auto dir = prepare(input);
+  Setup s;
+  try {
+    rl::load_checkpoint(dir, s.trainer, s.ctx);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace qrl::fuzz

@@ -17,9 +17,14 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint_fuzz_setup.hpp"
+#include <nlohmann/json.hpp>
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+#include <qrl/io/file.hpp>
+#include <qrl/kernels/replay.cuh>
+
+// The fuzz target and its fixture live in checkpoint_fuzzer.cpp, so that the
+// training stack is compiled once for both programs' translation units.
+#include "checkpoint_fuzz_entry.hpp"
 
 namespace {
 
@@ -29,7 +34,7 @@ using nlohmann::json;
 struct Base {
   // The unedited checkpoint itself: prepare() rewrites its work copy for
   // every case, so a case must not read from that.
-  fs::path dir = qrl::fuzz::base_directory();
+  fs::path dir = qrl::fuzz::base_checkpoint_directory();
   json state = json::parse(qrl::io::read_file(dir / "state.json"));
   std::string file(const std::string& name) const { return qrl::io::read_file(dir / name); }
   std::string chunk(const std::string& array) const {
@@ -197,18 +202,6 @@ std::vector<Case> cases() {
   };
 }
 
-// "" when the input loads, else the error's message.
-std::string load_message(const std::string& input) {
-  const auto dir = qrl::fuzz::prepare(input);
-  qrl::fuzz::Setup s;
-  try {
-    qrl::rl::load_checkpoint(dir, s.trainer, s.ctx);
-  } catch (const qrl::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,7 +228,7 @@ int main(int argc, char** argv) {
       std::ofstream(fs::path(write_dir) / c.name, std::ios::binary) << input;
       continue;
     }
-    const std::string message = load_message(input);
+    const std::string message = qrl::fuzz::load_message(input);
     const bool ok = c.expected ? message.find(c.expected) != std::string::npos : message.empty();
     std::printf("%s %-24s %s\n", ok ? "ok  " : "FAIL", c.name, message.empty() ? "(loaded)" : message.c_str());
     if (!ok) {
