@@ -4,7 +4,7 @@
 #include <map>
 #include <set>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/categorical.cuh>
 #include <qrl/rl/epsilon_schedule.hpp>
 #include <qrl/rl/frame_stack.hpp>

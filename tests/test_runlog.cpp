@@ -10,10 +10,10 @@
 #include <functional>
 #include <map>
 
-#include <qrl/env/record_video.hpp>
+#include <qrl/log/record_video.hpp>
 #include <qrl/envs/flappy_bird.hpp>
 #include <qrl/io/crc32c.hpp>
-#include <qrl/io/gif.hpp>
+#include <qrl/log/gif.hpp>
 #include <qrl/log/run_charts.hpp>
 #include <qrl/log/svg_plot.hpp>
 #include <qrl/log/tensorboard.hpp>
@@ -207,7 +207,7 @@ TEST_CASE("GIF writer: frame count, size and exact colours read back by giflib")
   const int w = 40, h = 30;
   std::vector<std::uint8_t> rgb(static_cast<std::size_t>(w) * h * 3);
   {
-    io::GifWriter gif(dir.path / "a.gif", w, h, 5);
+    log::GifWriter gif(dir.path / "a.gif", w, h, 5);
     for (int f = 0; f < 3; ++f) {
       for (int i = 0; i < w * h; ++i) {
         rgb[3 * i] = static_cast<std::uint8_t>(f * 80);
@@ -246,7 +246,7 @@ TEST_CASE("GIF writer: frame count, size and exact colours read back by giflib")
   int error = 0;
   DGifCloseFile(gif, &error);
 
-  CHECK_THROWS_WITH_AS(io::GifWriter(dir.path / "no/such/dir/x.gif", w, h), doctest::Contains("cannot write"), Error);
+  CHECK_THROWS_WITH_AS(log::GifWriter(dir.path / "no/such/dir/x.gif", w, h), doctest::Contains("cannot write"), Error);
 }
 
 TEST_CASE("GIF writer: a recording is named only once finished; one given up leaves no file") {
@@ -254,7 +254,7 @@ TEST_CASE("GIF writer: a recording is named only once finished; one given up lea
   std::vector<std::uint8_t> rgb(8 * 6 * 3, 90);
   const env::FrameView frame{rgb.data(), {6, 8, 3}};
   {
-    io::GifWriter gif(dir.path / "kept.gif", 8, 6);
+    log::GifWriter gif(dir.path / "kept.gif", 8, 6);
     gif.add_frame(frame);
     CHECK(!fs::exists(dir.path / "kept.gif"));
     CHECK(fs::exists(dir.path / "kept.gif.partial"));
@@ -262,7 +262,7 @@ TEST_CASE("GIF writer: a recording is named only once finished; one given up lea
   }
   CHECK(fs::exists(dir.path / "kept.gif"));
   {
-    io::GifWriter gif(dir.path / "dropped.gif", 8, 6);
+    log::GifWriter gif(dir.path / "dropped.gif", 8, 6);
     gif.add_frame(frame);
   }  // destroyed without close(): an episode whose recording failed
   CHECK(!fs::exists(dir.path / "dropped.gif"));
@@ -273,10 +273,10 @@ TEST_CASE("GIF writer: a recording is named only once finished; one given up lea
 TEST_CASE("RecordVideo: a recording that cannot be written warns once, leaves nothing, and the episodes go on") {
   TempDir dir("video_fail");
   envs::FlappyBird game;
-  env::RecordVideoConfig config;
+  log::RecordVideoConfig config;
   config.folder = dir.path / "videos";
   config.episode_trigger = [](std::int64_t) { return true; };
-  env::RecordVideo<envs::FlappyBird> env(game, config);
+  log::RecordVideo<envs::FlappyBird> env(game, config);
   std::vector<std::string> warnings;
   env.on_failed = [&](const std::string& what) { warnings.push_back(what); };
   // A regular file where the folder should be: every GIF fails to open.
@@ -294,10 +294,10 @@ TEST_CASE("RecordVideo: a recording that cannot be written warns once, leaves no
 TEST_CASE("RecordVideo records the triggered episodes of Flappy Bird as GIFs") {
   TempDir dir("video");
   envs::FlappyBird game;
-  env::RecordVideoConfig config;
+  log::RecordVideoConfig config;
   config.folder = dir.path;
   config.episode_trigger = [](std::int64_t e) { return e % 2 == 0; };
-  env::RecordVideo<envs::FlappyBird> env(game, config);
+  log::RecordVideo<envs::FlappyBird> env(game, config);
   std::map<std::string, int> saved;
   env.on_saved = [&](const fs::path& p, int frames) { saved[p.filename().string()] = frames; };
   std::vector<std::int64_t> lengths;
@@ -321,8 +321,8 @@ TEST_CASE("RecordVideo records the triggered episodes of Flappy Bird as GIFs") {
   CHECK(gif->SHeight == envs::FlappyBird::kScreenHeight);
   int error = 0;
   DGifCloseFile(gif, &error);
-  CHECK(env::capped_cubic_video_schedule(27));
-  CHECK(!env::capped_cubic_video_schedule(28));
-  CHECK(env::capped_cubic_video_schedule(2000));
-  CHECK(!env::capped_cubic_video_schedule(1001));
+  CHECK(log::capped_cubic_video_schedule(27));
+  CHECK(!log::capped_cubic_video_schedule(28));
+  CHECK(log::capped_cubic_video_schedule(2000));
+  CHECK(!log::capped_cubic_video_schedule(1001));
 }

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/nn/models.hpp>
 #include <qrl/rl/dqn.hpp>
 #include <qrl/rl/epsilon_schedule.hpp>

@@ -19,8 +19,8 @@
 #include <vector>
 
 #include <qrl/core/worker_pool.hpp>
-#include <qrl/env/record_video.hpp>
-#include <qrl/io/gif.hpp>
+#include <qrl/log/record_video.hpp>
+#include <qrl/log/gif.hpp>
 #include <qrl/qrl.hpp>
 
 #include "example_support.hpp"
@@ -96,9 +96,9 @@ EvalSummary evaluate_episodes(const EvalSettings<Env>& settings, MakeEnv make_en
   const int actions = slots[0].env->action_count();
   std::vector<double> scores(static_cast<std::size_t>(settings.episodes)), returns(scores.size());
 
-  env::RecordVideoConfig gif_timing;
+  log::RecordVideoConfig gif_timing;
   gif_timing.time_for_game(settings.game_fps, settings.frame_skip);
-  std::unique_ptr<io::GifWriter> gif;
+  std::unique_ptr<log::GifWriter> gif;
   constexpr int gif_max_frames = 5000;
   // Env 0's screen at each episode's first and last step and every
   // frame_every steps between.
@@ -106,7 +106,7 @@ EvalSummary evaluate_episodes(const EvalSettings<Env>& settings, MakeEnv make_en
     if (settings.gif.empty() || &s != &slots[0]) return;
     if (!first_or_last && s.step % gif_timing.frame_every != 0) return;
     const env::FrameView frame = s.env->render_rgb();
-    if (!gif) gif = std::make_unique<io::GifWriter>(settings.gif, frame.shape.width, frame.shape.height,
+    if (!gif) gif = std::make_unique<log::GifWriter>(settings.gif, frame.shape.width, frame.shape.height,
                                                     gif_timing.delay_cs);
     if (gif->frames() < gif_max_frames) gif->add_frame(frame);
   };

@@ -64,7 +64,7 @@ inline void require_epsilon_for_agent(const std::string& policy, double epsilon)
           " takes none: drop --epsilon or use --policy agent");
 }
 
-// Whether the agent's next step is a random one. The stream is drawn only
+// Whether the agent's next step is a random one. The sequence is drawn only
 // when --epsilon asks for it, so greedy episodes are what they were without it.
 inline bool takes_random_step(Rng& rng, double epsilon) { return epsilon > 0 && rng.uniform() < epsilon; }
 

@@ -73,7 +73,7 @@ E& unrecorded(E& env) {
   return env;
 }
 template <class E>
-E& unrecorded(env::RecordVideo<E>& env) {
+E& unrecorded(log::RecordVideo<E>& env) {
   return env.inner();
 }
 

@@ -25,7 +25,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <qrl/env/record_video.hpp>
+#include <qrl/log/record_video.hpp>
 #include <qrl/log/run_charts.hpp>
 #include <qrl/log/tensorboard.hpp>
 #include <qrl/rl/checkpoint.hpp>
@@ -238,7 +238,7 @@ class StopSignals {
 
 inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) {
   if (spec == "off") return {};
-  if (spec == "cubic") return env::capped_cubic_video_schedule;
+  if (spec == "cubic") return log::capped_cubic_video_schedule;
   if (spec.rfind("every:", 0) == 0) {
     const long long n = std::atoll(spec.c_str() + 6);
     require(n > 0, "--record every:N needs N > 0, got '", spec, "'");
@@ -466,12 +466,12 @@ int run_training(Context<B>& ctx, rl::Trainer<B, E>& trainer, const RunOptions& 
 
 // Wraps an env in RecordVideo writing RUN_DIR/videos/episode_N.gif as --record says.
 template <env::RenderableEnvironment E>
-env::RecordVideo<E> record_videos(E& env, const RunOptions& o, double game_fps, int frames_per_step) {
-  env::RecordVideoConfig c;
+log::RecordVideo<E> record_videos(E& env, const RunOptions& o, double game_fps, int frames_per_step) {
+  log::RecordVideoConfig c;
   c.time_for_game(game_fps, frames_per_step);
   c.folder = std::filesystem::path(o.run_dir) / "videos";
   c.episode_trigger = video_trigger(o.record);
-  env::RecordVideo<E> recorder(env, c);
+  log::RecordVideo<E> recorder(env, c);
   recorder.on_saved = [](const std::filesystem::path& p, int frames) {
     std::cout << "recorded " << p.string() << " (" << frames << " frames)" << std::endl;
   };

@@ -69,7 +69,7 @@ nn::Sequential<B> make_network(const Options& o) {
 }
 
 // The planner's play as the agent sees it: seeded episodes (their seeds
-// drawn from --seed's own stream, like training episodes'), each ended after
+// drawn from --seed's own sequence, Rng(seed, demonstration_episodes)), each ended after
 // --demonstration-max-pipes pipes, until the memory is full (never
 // overwritten: each episode's last frame takes a slot without a transition).
 template <Backend B>

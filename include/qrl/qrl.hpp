@@ -1,6 +1,6 @@
 #pragma once
-// Everything of qrl's CPU side in one include (not <qrl/io/gif.hpp> and
-// <qrl/env/record_video.hpp>, which need giflib).
+// Everything of qrl's CPU side in one include (not <qrl/log/gif.hpp> and
+// <qrl/log/record_video.hpp>, which need giflib).
 #include <qrl/backend/cpu.hpp>
 #include <qrl/env/env.hpp>
 #include <qrl/log/svg_plot.hpp>

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <utility>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/random.cuh>
 #include <qrl/kernels/replay.cuh>
 

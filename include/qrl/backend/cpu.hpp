@@ -16,8 +16,8 @@
 
 #include <qrl/backend/backend.hpp>
 #include <qrl/backend/cpu_convolution.hpp>
-#include <qrl/backend/geometry.hpp>
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/geometry.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/kernels/categorical.cuh>

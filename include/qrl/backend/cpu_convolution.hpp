@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <qrl/backend/geometry.hpp>
+#include <qrl/kernels/geometry.hpp>
 #include <qrl/core/error.hpp>
 
 namespace qrl::cpu_detail {

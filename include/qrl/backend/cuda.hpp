@@ -29,8 +29,8 @@
 
 #include <qrl/backend/backend.hpp>
 #include <qrl/backend/cuda_launch.hpp>
-#include <qrl/backend/geometry.hpp>
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/geometry.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/core/error.hpp>
 
 namespace qrl {

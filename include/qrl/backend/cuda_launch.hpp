@@ -9,8 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <qrl/backend/geometry.hpp>
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/geometry.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/activation.cuh>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/kernels/categorical.cuh>

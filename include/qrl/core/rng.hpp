@@ -72,7 +72,7 @@ class Rng {
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
-  // Standard normal by Box-Muller; both values are used so the stream is
+  // Standard normal by Box-Muller; both values are used so the sequence is
   // deterministic and the cached value is part of the state.
   double normal() {
     if (has_spare_) {
@@ -94,7 +94,7 @@ class Rng {
   Rng split() { return Rng(next_u64()); }
 
   // The four words; a cached normal() value is not part of them, so a
-  // stream that is checkpointed between draws calls discard_spare() after
+  // generator that is checkpointed between draws calls discard_spare() after
   // each group of normal() draws to keep state() complete.
   void discard_spare() { has_spare_ = false; }
 

@@ -66,4 +66,10 @@ concept Environment = requires(E env, const E const_env, std::uint64_t seed, int
   { const_env.observation_shape() } -> std::same_as<FrameShape>;
 };
 
+// An env that can show a person its full-colour frame (GIFs, RecordVideo).
+template <class E>
+concept RenderableEnvironment = Environment<E> && requires(E env) {
+  { env.render_rgb() } -> std::same_as<FrameView>;
+};
+
 }  // namespace qrl::env

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/core/host_device.hpp>
 #include <qrl/kernels/loss.cuh>
 

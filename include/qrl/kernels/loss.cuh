@@ -3,7 +3,7 @@
 // reduction is applied by the caller, which also scales the gradient by 1/N.
 #include <cstdint>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/core/host_device.hpp>
 
 namespace qrl::kernels {

@@ -5,7 +5,7 @@
 // maximum in row-major window order wins.
 #include <cstdint>
 
-#include <qrl/backend/geometry.hpp>
+#include <qrl/kernels/geometry.hpp>
 #include <qrl/core/host_device.hpp>
 
 namespace qrl::kernels {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include <qrl/backend/geometry.hpp>
+#include <qrl/kernels/geometry.hpp>
 #include <qrl/core/error.hpp>
 #include <qrl/nn/layer.hpp>
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include <qrl/core/error.hpp>
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/adam.cuh>
 #include <qrl/nn/sequential.hpp>
 

@@ -9,7 +9,7 @@
 #include <variant>
 #include <vector>
 
-#include <qrl/backend/op_args.hpp>
+#include <qrl/kernels/op_args.hpp>
 #include <qrl/kernels/categorical.cuh>
 #include <qrl/kernels/loss.cuh>
 #include <qrl/core/error.hpp>
@@ -288,7 +288,7 @@ class Dqn {
   void resample_acting_noise() {
     if (!online_.noisy()) return;
     online_.resample_noise(*ctx_, noise_rng_);
-    noise_rng_.discard_spare();  // the stream's state() stays complete for checkpoints
+    noise_rng_.discard_spare();  // the generator's state() stays complete for checkpoints
   }
 
   // Q(s, ·) [count, actions] in backend memory for `count` stacked uint8

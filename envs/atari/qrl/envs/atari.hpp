@@ -165,11 +165,11 @@ class Atari {
     frames_[1].resize(screen);
   }
 
-  // Starts a new game. The seed fixes ALE's sticky-action stream and the
+  // Starts a new game. The seed fixes ALE's sticky-action draws and the
   // number of no-op frames, so a seed and the actions fix an episode.
   // Gymnasium's reset(seed=...) reloads the ROM with random_seed set, about
   // 0.1 s here; restoring the power-on state saved at construction and
-  // reseeding ALE's generator gives the same emulator state and stream.
+  // reseeding ALE's generator gives the same emulator state and draws.
   env::FrameView reset(std::uint64_t seed) {
     ale_->restoreState(start_);
     ale_->environment->getEnvironmentRNG().seed(static_cast<std::uint32_t>(ale_seed(seed)));

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include <qrl/core/error.hpp>
-#include <qrl/env/env.hpp>
+#include <qrl/env/env.hpp>  // FrameView
 
-namespace qrl::io {
+namespace qrl::log {
 
 class GifWriter {
  public:
@@ -161,4 +161,4 @@ class GifWriter {
   bool finished_ = false;
 };
 
-}  // namespace qrl::io
+}  // namespace qrl::log

@@ -15,14 +15,9 @@
 #include <string>
 
 #include <qrl/env/env.hpp>
-#include <qrl/io/gif.hpp>
+#include <qrl/log/gif.hpp>
 
-namespace qrl::env {
-
-template <class E>
-concept RenderableEnvironment = Environment<E> && requires(E env) {
-  { env.render_rgb() } -> std::same_as<FrameView>;
-};
+namespace qrl::log {
 
 // Gymnasium's default trigger: episodes 0, 1, 8, 27, ... 729, then every 1000th.
 inline bool capped_cubic_video_schedule(std::int64_t episode) {
@@ -51,7 +46,7 @@ struct RecordVideoConfig {
   }
 };
 
-template <RenderableEnvironment E>
+template <env::RenderableEnvironment E>
 class RecordVideo {
  public:
   RecordVideo(E& env, RecordVideoConfig config) : env_(&env), config_(std::move(config)) {
@@ -66,17 +61,17 @@ class RecordVideo {
     std::cerr << "qrl: warning: " << what << "; no more episodes are recorded in this run\n";
   };
 
-  FrameView reset(std::uint64_t seed) {
+  env::FrameView reset(std::uint64_t seed) {
     finish();
-    const FrameView first = env_->reset(seed);
+    const env::FrameView first = env_->reset(seed);
     ++episode_;
     if (config_.episode_trigger && config_.episode_trigger(episode_)) {
       char name[64];
       std::snprintf(name, sizeof name, "%s_%06lld.gif", config_.prefix.c_str(), static_cast<long long>(episode_));
-      const FrameView rgb = env_->render_rgb();
+      const env::FrameView rgb = env_->render_rgb();
       recording([&] {
         std::filesystem::create_directories(config_.folder);
-        writer_ = std::make_unique<io::GifWriter>(config_.folder / name, rgb.shape.width, rgb.shape.height,
+        writer_ = std::make_unique<GifWriter>(config_.folder / name, rgb.shape.width, rgb.shape.height,
                                                   config_.delay_cs);
         writer_->add_frame(rgb);
       });
@@ -85,13 +80,13 @@ class RecordVideo {
     return first;
   }
 
-  StepResult step(int action) {
-    StepResult r = env_->step(action);
+  env::StepResult step(int action) {
+    env::StepResult r = env_->step(action);
     if (writer_) {
       ++frame_;
       const bool last = r.terminated || r.truncated;
       if ((frame_ % config_.frame_every == 0 || last) && writer_->frames() < config_.max_frames) {
-        const FrameView rgb = env_->render_rgb();  // an env's own error is not a recording's
+        const env::FrameView rgb = env_->render_rgb();  // an env's own error is not a recording's
         recording([&] { writer_->add_frame(rgb); });
       }
       if (last) finish();
@@ -100,7 +95,7 @@ class RecordVideo {
   }
 
   int action_count() const { return env_->action_count(); }
-  FrameShape observation_shape() const { return env_->observation_shape(); }
+  env::FrameShape observation_shape() const { return env_->observation_shape(); }
   E& inner() { return *env_; }
   std::int64_t episode_id() const { return episode_; }
 
@@ -163,8 +158,8 @@ class RecordVideo {
   RecordVideoConfig config_;
   std::int64_t episode_ = -1;
   std::int64_t frame_ = 0;
-  std::unique_ptr<io::GifWriter> writer_;
+  std::unique_ptr<GifWriter> writer_;
   bool failed_ = false;
 };
 
-}  // namespace qrl::env
+}  // namespace qrl::log
