@@ -166,7 +166,7 @@ nlohmann::json load_checkpoint(const std::filesystem::path& dir, Trainer<B, E>& 
                                 detail::schedule_json(trainer.config().schedule), "schedule", where);
     detail::require_same_config(detail::section(detail::section(state, "agent", where), "config", where),
                                 detail::agent_config_json(agent), "agent", where);
-    detail::require_same_config(detail::section(detail::section(state, "replay", where), "config", where),
+    detail::require_same_config(detail::saved_replay_config(detail::section(state, "replay", where), where),
                                 detail::replay_config_json(replay.config()), "replay", where);
     detail::load_agent(dir, state, agent, ctx);
     detail::load_replay(dir, state, replay, agent.action_count());

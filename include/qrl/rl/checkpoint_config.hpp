@@ -90,7 +90,7 @@ inline nlohmann::json replay_config_json(const ReplayConfig& rc) {
                    {"beta_steps", p.beta_steps}, {"epsilon", p.epsilon}};
   }
   return {{"capacity", rc.capacity}, {"frame", {rc.frame.height, rc.frame.width, rc.frame.channels}},
-          {"stack", rc.stack},       {"streams", rc.streams},
+          {"stack", rc.stack},       {"rings", rc.rings},
           {"n_step", rc.n_step},     {"prioritized", prioritized}};
 }
 

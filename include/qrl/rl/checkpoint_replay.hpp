@@ -21,7 +21,28 @@
 
 namespace qrl::rl::detail {
 
-inline std::string stream_prefix(int s) { return "replay.stream" + std::to_string(s) + "."; }
+// The names of the replay section. Format-2 checkpoints written before the
+// per-env rings got their name call them streams: "streams" in replay.config
+// and in replay (the positions), arrays "replay.stream<i>.*". The layout is
+// the same, so those are still read; saves write the ring names.
+struct ReplayNames {
+  bool streams = false;  // the old names
+  static ReplayNames of(const nlohmann::json& jr) {
+    return {jr.is_object() && !jr.contains("rings") && jr.contains("streams")};
+  }
+  const char* positions() const { return streams ? "streams" : "rings"; }
+  std::string prefix(int ring) const { return (streams ? "replay.stream" : "replay.ring") + std::to_string(ring) + "."; }
+};
+
+// The replay configuration a checkpoint was saved with, under today's names.
+inline nlohmann::json saved_replay_config(const nlohmann::json& jr, const std::string& where) {
+  nlohmann::json config = section(jr, "config", where);
+  if (config.is_object() && config.contains("streams") && !config.contains("rings")) {
+    config["rings"] = config["streams"];
+    config.erase("streams");
+  }
+  return config;
+}
 
 // A replay memory saves its configuration, each ring's position and the
 // used slots of its arrays.
@@ -29,11 +50,11 @@ template <Backend B>
 nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohmann::json& arrays) {
   const auto& rc = replay.config();
   nlohmann::json positions = nlohmann::json::array();
-  for (int s = 0; s < replay.streams(); ++s) {
-    const auto pos = replay.position(s);
-    const auto base = static_cast<std::size_t>(replay.stream_base(s));
+  for (int i = 0; i < replay.rings(); ++i) {
+    const auto pos = replay.position(i);
+    const auto base = static_cast<std::size_t>(replay.ring_base(i));
     const auto used = static_cast<std::uint64_t>(pos.count);
-    const std::string prefix = stream_prefix(s);
+    const std::string prefix = ReplayNames{}.prefix(i);
     auto array = [&](const char* what, const void* data, std::uint64_t bytes, const char* dtype) {
       arrays[prefix + what] = out.array(prefix + what, data, bytes, dtype);
     };
@@ -66,7 +87,7 @@ nlohmann::json save_replay(CheckpointWriter& out, ReplayMemory<B>& replay, nlohm
     positions.push_back({{"cursor", pos.cursor}, {"count", pos.count}, {"transitions", pos.transitions},
                          {"episode_open", pos.episode_open}});
   }
-  nlohmann::json j{{"config", replay_config_json(rc)}, {"streams", positions}};
+  nlohmann::json j{{"config", replay_config_json(rc)}, {ReplayNames{}.positions(), positions}};
   if (replay.prioritized()) {  // the sum tree's leaves, every slot's p^alpha
     const auto leaves = replay.prioritized_sampler().leaf_priorities();
     arrays["replay.priorities"] = out.array("replay.priorities", leaves.data(), leaves.size() * sizeof(double), "F64");
@@ -81,12 +102,13 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
   const std::string where = (dir / "state.json").string();
   const auto& jr = section(state, "replay", where);
   const auto& rc = replay.config();
-  require_same_config(section(jr, "config", where), replay_config_json(rc), "replay", where);
-  const auto& positions = section(jr, "streams", where);
-  require(positions.is_array() && static_cast<int>(positions.size()) == rc.streams, where,
-          ": 'replay.streams' must list ", rc.streams, " ring positions");
+  require_same_config(saved_replay_config(jr, where), replay_config_json(rc), "replay", where);
+  const ReplayNames names = ReplayNames::of(jr);
+  const auto& positions = section(jr, names.positions(), where);
+  require(positions.is_array() && static_cast<int>(positions.size()) == rc.rings, where, ": 'replay.",
+          names.positions(), "' must list ", rc.rings, " ring positions");
   const auto& arrays = section(state, "arrays", where);
-  if (replay.prioritized()) {  // before the streams, whose checks read it
+  if (replay.prioritized()) {  // before the rings, whose checks read it
     std::vector<double> leaves(static_cast<std::size_t>(rc.capacity));
     read_array(dir, arrays, "replay.priorities", leaves.data(), leaves.size() * sizeof(double));
     try {
@@ -95,21 +117,21 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
       fail(where, ": ", e.what());
     }
   }
-  for (int s = 0; s < rc.streams; ++s) {
-    const auto& jp = positions[static_cast<std::size_t>(s)];
+  for (int i = 0; i < rc.rings; ++i) {
+    const auto& jp = positions[static_cast<std::size_t>(i)];
     typename ReplayMemory<B>::Position pos;
     pos.cursor = io::json_get<std::int64_t>(jp, "cursor", where);
     pos.count = io::json_get<std::int64_t>(jp, "count", where);
     pos.transitions = io::json_get<std::int64_t>(jp, "transitions", where);
     pos.episode_open = io::json_get<bool>(jp, "episode_open", where);
     try {
-      replay.set_position(pos, s);
+      replay.set_position(pos, i);
     } catch (const Error& e) {
       fail(where, ": ", e.what(), " — the checkpoint is damaged; resume from an older one");
     }
-    const auto base = static_cast<std::size_t>(replay.stream_base(s));
+    const auto base = static_cast<std::size_t>(replay.ring_base(i));
     const auto used = static_cast<std::uint64_t>(pos.count);
-    const std::string prefix = stream_prefix(s);
+    const std::string prefix = names.prefix(i);
     const std::uint64_t frame_bytes = rc.frame.bytes();
     // Frames go to the backend's memory a chunk at a time; a chunk may end
     // inside a frame, whose head waits in `partial`.
@@ -136,31 +158,31 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
     for (std::uint64_t k = 0; k < used; ++k) {
       require(flags[k] == 0 || flags[k] == kernels::replay_has_transition ||
                   flags[k] == (kernels::replay_has_transition | kernels::replay_terminal),
-              where, ": replay stream ", s, " slot ", k, " has invalid flags ", int{flags[k]},
+              where, ": replay ring ", i, " slot ", k, " has invalid flags ", int{flags[k]},
               " — the checkpoint is damaged; resume from an older one");
       if (!(flags[k] & kernels::replay_has_transition)) continue;
       ++transitions;
       const int action = actions[k];
-      require(action >= 0 && action < action_count, where, ": replay stream ", s, " slot ", k, " holds action ",
+      require(action >= 0 && action < action_count, where, ": replay ring ", i, " slot ", k, " holds action ",
               action, ", outside [0, ", action_count, ") — the checkpoint is damaged or from another game");
-      require(ReplayMemory<B>::reward_storable(rewards[k]), where, ": replay stream ", s, " slot ", k,
+      require(ReplayMemory<B>::reward_storable(rewards[k]), where, ": replay ring ", i, " slot ", k,
               " holds reward ", rewards[k], ", not a finite value within ±", ReplayMemory<B>::max_abs_reward,
               " — the checkpoint is damaged; resume from an older one");
     }
-    require(transitions == pos.transitions, where, ": replay stream ", s, " flags ", transitions,
+    require(transitions == pos.transitions, where, ": replay ring ", i, " flags ", transitions,
             " transitions, its position says ", pos.transitions, " — the checkpoint is damaged");
     // A prioritized slot must hold a transition; a slot the ring has not
     // reached yet holds none.
     if (replay.prioritized())
-      for (std::int64_t k = 0; k < replay.stream_capacity(s); ++k)
+      for (std::int64_t k = 0; k < replay.ring_capacity(i); ++k)
         if (replay.prioritized_sampler().stored(static_cast<std::int64_t>(base) + k) > 0.0)
           require(k < pos.count && (flags[static_cast<std::size_t>(k)] & kernels::replay_has_transition), where,
-                  ": replay stream ", s, " slot ", k, " has a priority but no transition",
+                  ": replay ring ", i, " slot ", k, " has a priority but no transition",
                   k < pos.count ? "" : " (the ring has not reached it)", " — the checkpoint is damaged");
     if (pos.count > 0) {
-      const auto newest = static_cast<std::size_t>((pos.cursor + replay.stream_capacity(s) - 1) %
-                                                   replay.stream_capacity(s));
-      require(!(flags[newest] & kernels::replay_has_transition), where, ": replay stream ", s,
+      const auto newest = static_cast<std::size_t>((pos.cursor + replay.ring_capacity(i) - 1) %
+                                                   replay.ring_capacity(i));
+      require(!(flags[newest] & kernels::replay_has_transition), where, ": replay ring ", i,
               "'s newest frame holds a transition whose next frame is not stored — the checkpoint is damaged");
     }
     std::vector<kernels::SlotRecord> records(used);
@@ -172,7 +194,7 @@ void load_replay(const std::filesystem::path& dir, const nlohmann::json& state, 
       for (std::int64_t k = 0; k < pos.count; ++k) {
         const std::int64_t slot = static_cast<std::int64_t>(base) + k;
         if (replay.prioritized_sampler().stored(slot) > 0.0)
-          require(replay.sampleable(slot), where, ": replay stream ", s, " slot ", k,
+          require(replay.sampleable(slot), where, ": replay ring ", i, " slot ", k,
                   " has a priority but its stacked state or n-step window is incomplete — the checkpoint is damaged");
       }
   }
