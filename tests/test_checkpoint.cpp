@@ -12,6 +12,7 @@
 
 #include <qrl/envs/catch.hpp>
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_bird_state.hpp>  // the game's state in checkpoints
 #include <qrl/io/crc32c.hpp>
 #include <qrl/io/file.hpp>
 #include <qrl/io/state_json.hpp>
@@ -56,6 +57,8 @@ class CatchWithoutState {
   int steps_ = 0;
 };
 static_assert(!rl::CheckpointableEnvironment<CatchWithoutState>);
+// Flappy Bird's state functions live in flappy_bird_state.hpp: still exact.
+static_assert(rl::CheckpointableEnvironment<envs::FlappyBird>);
 
 }  // namespace
 
