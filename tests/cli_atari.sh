@@ -19,7 +19,7 @@ expect_error "no shipped weights" eval --game seaquest --episodes 1   # Pong, Br
 check_cuda_backend eval --game pong --policy random --episodes 1 --max-episode-steps 50 --json
 check_cuda_backend train --game pong --steps 120 --learning-starts 100 --buffer-size 500 --batch-size 8 --record off \
   --run-dir "$work/cuda_run"
-expect_error "cannot hold 8 streams" train --game pong --envs 8 --buffer-size 64 --stack 16 --steps 10
+expect_error "cannot hold 8 rings" train --game pong --envs 8 --buffer-size 64 --stack 16 --steps 10
 
 # Two envs on two threads, episodes cut at 150 steps.
 "$atari" eval --game pong --policy random --episodes 3 --envs 2 --max-episode-steps 150 --json >"$work/random.txt" ||

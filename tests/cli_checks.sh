@@ -98,7 +98,7 @@ small=(--steps 400 --network tutorial --hidden 16 --batch-size 8 --buffer-size 1
 grep -q "continue with --resume" "$work/split1.txt" || fail "--stop-after did not say how to continue"
 "$flappy" train --resume "$work/split" >"$work/split2.txt" 2>&1 || fail "resume failed: $(tail -n 3 "$work/split2.txt")"
 grep -q "resumed from .*step_000000000250 at step 250" "$work/split2.txt" || fail "resume did not start at step 250"
-for f in model.safetensors training.safetensors arrays/replay.stream0.frames.00000.bin; do
+for f in model.safetensors training.safetensors arrays/replay.ring0.frames.00000.bin; do
   cmp -s "$work/straight/checkpoints/step_000000000400/$f" "$work/split/checkpoints/step_000000000400/$f" ||
     fail "resumed run differs from the straight run in $f"
 done
@@ -116,7 +116,7 @@ cmp -s "$work/straight/weights/step_000000000200.safetensors" "$work/straight/we
 [ -e "$work/split/weights" ] && fail "weights/ written without --keep-weights"
 
 # A damaged newest checkpoint is refused, not skipped.
-frames="$work/split/checkpoints/step_000000000400/arrays/replay.stream0.frames.00000.bin"
+frames="$work/split/checkpoints/step_000000000400/arrays/replay.ring0.frames.00000.bin"
 printf '\x01' | dd of="$frames" bs=1 seek=1000 conv=notrunc status=none
 expect_error "CRC-32C" train --resume "$work/split" --steps 600
 expect_error "no checkpoints" train --resume "$work/run/videos"

@@ -9,7 +9,10 @@
 #include <string>
 #include <thread>
 
-// The scripted DevTools peer below speaks WebSocket itself.
+// The scripted DevTools server below speaks WebSocket itself; the client's
+// own Beast sits behind a pimpl in qrl::dino, so its headers come from here.
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>

@@ -12,6 +12,7 @@
 
 #include <qrl/envs/catch.hpp>
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_bird_state.hpp>  // the game's state in checkpoints
 #include <qrl/io/crc32c.hpp>
 #include <qrl/io/file.hpp>
 #include <qrl/io/state_json.hpp>
@@ -56,6 +57,8 @@ class CatchWithoutState {
   int steps_ = 0;
 };
 static_assert(!rl::CheckpointableEnvironment<CatchWithoutState>);
+// Flappy Bird's state functions live in flappy_bird_state.hpp: still exact.
+static_assert(rl::CheckpointableEnvironment<envs::FlappyBird>);
 
 }  // namespace
 
@@ -125,15 +128,15 @@ TEST_CASE("exact resume of two envs acting on the backend: the counter-based dra
   exact_resume([](int) { return envs::Catch(8); }, 8, 1000, 300, "catch2_backend_acting", 2, rl::ActingPath::backend);
 }
 
-TEST_CASE("a replay memory of several streams round-trips through checkpoint arrays; one stream keeps its format") {
-  TempDir dir("streams");
-  // 3 streams of 21, 20 and 20 frames; stream s plays episodes of 4 + 3s
-  // steps and steps s + 1 times per round, so the rings wrap at different
-  // points (stream 0 not at all).
+TEST_CASE("a replay memory of several rings round-trips through checkpoint arrays; one ring keeps its format") {
+  TempDir dir("rings");
+  // 3 rings of 21, 20 and 20 frames; ring s plays episodes of 4 + 3s steps
+  // and steps s + 1 times per round, so the rings wrap at different points
+  // (ring 0 not at all).
   rl::ReplayMemory<cpu> a({61, {3, 3, 1}, 2, 3});
   std::vector<std::uint8_t> pixels(9);
-  auto frame = [&](int stream, int value) {
-    for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(stream * 80 + value + i);
+  auto frame = [&](int ring, int value) {
+    for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(ring * 80 + value + i);
     return env::FrameView{pixels.data(), {3, 3, 1}};
   };
   std::vector<int> t(3, 0);
@@ -145,8 +148,8 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
         a.add(t[s] % 2, 0.25f * t[s], last, false, frame(s, t[s] % 50), s);
         if (last) a.begin_episode(frame(s, 60 + t[s] % 10), s);
       }
-  CHECK(a.stream_frames(0) < a.stream_capacity(0));
-  CHECK(a.stream_frames(2) == a.stream_capacity(2));
+  CHECK(a.ring_frames(0) < a.ring_capacity(0));
+  CHECK(a.ring_frames(2) == a.ring_capacity(2));
 
   fs::create_directories(dir.path / "arrays");
   rl::CheckpointOptions options;
@@ -154,10 +157,10 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
   nlohmann::json arrays;
   nlohmann::json state{{"replay", rl::detail::save_replay(out, a, arrays)}};
   state["arrays"] = arrays;
-  CHECK(state["replay"]["streams"].size() == 3);
-  CHECK(state["replay"]["config"]["streams"] == 3);
-  CHECK(arrays.contains("replay.stream0.frames"));
-  CHECK(arrays.contains("replay.stream2.history"));
+  CHECK(state["replay"]["rings"].size() == 3);
+  CHECK(state["replay"]["config"]["rings"] == 3);
+  CHECK(arrays.contains("replay.ring0.frames"));
+  CHECK(arrays.contains("replay.ring2.history"));
 
   rl::ReplayMemory<cpu> b({61, {3, 3, 1}, 2, 3});
   rl::detail::load_replay(dir.path, state, b, 2);
@@ -167,7 +170,7 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
     CHECK(b.position(s).cursor == a.position(s).cursor);
     CHECK(b.position(s).episode_open == a.position(s).episode_open);
     int compared = 0;
-    for (std::int64_t k = 0; k < a.stream_frames(s); ++k) {
+    for (std::int64_t k = 0; k < a.ring_frames(s); ++k) {
       std::vector<std::uint8_t> sa, na, sb, nb;
       int aa = 0, ab = 0;
       float ra = 0, rb = 0;
@@ -184,7 +187,7 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
   // Another configuration is named by its first differing field.
   rl::ReplayMemory<cpu> fewer({61, {3, 3, 1}, 2, 2});
   CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, fewer, 2),
-                       doctest::Contains("replay.streams: 3 in the checkpoint, 2 in this run"), Error);
+                       doctest::Contains("replay.rings: 3 in the checkpoint, 2 in this run"), Error);
   rl::ReplayConfig n_step{61, {3, 3, 1}, 2, 3};
   n_step.n_step = 3;
   rl::ReplayMemory<cpu> other_horizon(n_step);
@@ -194,6 +197,69 @@ TEST_CASE("a replay memory of several streams round-trips through checkpoint arr
   // damaged (or foreign) checkpoint, not a crash later.
   rl::ReplayMemory<cpu> c({61, {3, 3, 1}, 2, 3});
   CHECK_THROWS_WITH_AS(rl::detail::load_replay(dir.path, state, c, 1), doctest::Contains("outside [0, 1)"), Error);
+}
+
+TEST_CASE("a checkpoint that calls the replay's rings 'streams' (written before the rename) still loads") {
+  TempDir dir("old_names");
+  const auto make = [](int) { return envs::Catch(8); };
+  Setup<envs::Catch> first(make, 8, 3, 300, 2);
+  first.trainer.run(400);
+  const auto ck = rl::save_checkpoint(dir.path / "checkpoints", first.trainer, first.ctx);
+
+  // A copy as qrl wrote it before: keys and chunk files under the old names,
+  // the manifest re-signed.
+  const fs::path old = dir.path / "old";
+  fs::copy(ck, old, fs::copy_options::recursive);
+  auto state = nlohmann::json::parse(io::read_file(old / "state.json"));
+  auto manifest = nlohmann::json::parse(io::read_file(old / "COMPLETE"));
+  auto& replay = state["replay"];
+  REQUIRE(replay.contains("rings"));
+  replay["streams"] = replay["rings"];
+  replay.erase("rings");
+  replay["config"]["streams"] = replay["config"]["rings"];
+  replay["config"].erase("rings");
+  nlohmann::json arrays = nlohmann::json::object();
+  int renamed = 0;
+  for (auto& [name, array] : state["arrays"].items()) {
+    std::string key = name;
+    if (key.starts_with("replay.ring")) {
+      key = "replay.stream" + key.substr(std::string("replay.ring").size());
+      for (auto& chunk : array["chunks"]) {
+        const std::string from = chunk.get<std::string>();
+        const std::string to = "arrays/replay.stream" + from.substr(std::string("arrays/replay.ring").size());
+        fs::rename(old / from, old / to);
+        manifest["files"][to] = manifest["files"][from];
+        manifest["files"].erase(from);
+        chunk = to;
+      }
+      ++renamed;
+    }
+    arrays[key] = array;
+  }
+  CHECK(renamed == 10);  // frames, actions, rewards, flags and history of 2 rings
+  state["arrays"] = arrays;
+  const std::string text = state.dump(1);
+  std::ofstream(old / "state.json", std::ios::trunc) << text;
+  manifest["files"]["state.json"] = {{"bytes", text.size()},
+                                     {"crc32c", io::hex_u64(io::crc32c(text.data(), text.size()))}};
+  std::ofstream(old / "COMPLETE", std::ios::trunc) << manifest.dump(1);
+
+  // Loaded under either name, the run goes on identically.
+  Setup<envs::Catch> from_new(make, 8, 99, 300, 2), from_old(make, 8, 99, 300, 2);
+  rl::load_checkpoint(ck, from_new.trainer, from_new.ctx);
+  rl::load_checkpoint(old, from_old.trainer, from_old.ctx);
+  CHECK(from_old.replay.frames() == first.replay.frames());
+  from_new.trainer.run(700);
+  from_old.trainer.run(700);
+  qrl::test::check_same_run(from_new, from_old, from_old.episodes);
+  CHECK(from_new.episodes.size() > 10);
+
+  // A save of the resumed run writes the ring names.
+  const auto resaved = nlohmann::json::parse(
+      io::read_file(rl::save_checkpoint(dir.path / "resaved", from_old.trainer, from_old.ctx) / "state.json"));
+  CHECK(resaved["replay"].contains("rings"));
+  CHECK_FALSE(resaved["replay"].contains("streams"));
+  CHECK(resaved["arrays"].contains("replay.ring1.frames"));
 }
 
 TEST_CASE("exact resume on Flappy Bird, stopped mid-episode") {
@@ -240,7 +306,7 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
 
   const auto flipped = copy("flipped");
   {
-    std::fstream f(flipped / "arrays/replay.stream0.frames.00000.bin", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(flipped / "arrays/replay.ring0.frames.00000.bin", std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(100);
     char c = 0;
     f.read(&c, 1);
@@ -248,7 +314,7 @@ TEST_CASE("damaged checkpoints are refused with a message naming the file") {
     c ^= 0x10;
     f.write(&c, 1);
   }
-  CHECK_THROWS_WITH_AS(fresh_load(flipped), doctest::Contains("replay.stream0.frames.00000.bin: CRC-32C"), Error);
+  CHECK_THROWS_WITH_AS(fresh_load(flipped), doctest::Contains("replay.ring0.frames.00000.bin: CRC-32C"), Error);
 
   const auto truncated = copy("truncated");
   fs::resize_file(truncated / "model.safetensors", fs::file_size(truncated / "model.safetensors") - 3);
@@ -324,7 +390,7 @@ TEST_CASE("a process killed with SIGKILL in the middle of a save leaves the prev
   if (child == 0) {
     rl::CheckpointOptions options;
     options.after_file = [](const fs::path& p) {
-      if (p.filename() == "replay.stream0.frames.00000.bin") ::kill(::getpid(), SIGKILL);
+      if (p.filename() == "replay.ring0.frames.00000.bin") ::kill(::getpid(), SIGKILL);
     };
     try {
       rl::save_checkpoint(dir.path, s.trainer, s.ctx, {}, options);

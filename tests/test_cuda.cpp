@@ -399,7 +399,7 @@ TEST_SUITE("cuda") {
     CHECK(greedy / double(envs) == doctest::Approx(0.8125).epsilon(0.04));
   }
 
-  TEST_CASE("cuda: ReplayMemory<cuda> samples the CPU's batches - uniform, prioritized, demonstrations, n-step 3, 2 streams, wrapped (bytes exact, rewards rtol 1e-6)") {
+  TEST_CASE("cuda: ReplayMemory<cuda> samples the CPU's batches - uniform, prioritized, demonstrations, n-step 3, 2 rings, wrapped (bytes exact, rewards rtol 1e-6)") {
     if (!test::backend_available<cuda>()) return;
     // 63-byte frames take the kernel's byte path, 256-byte ones its 16-byte path.
     for (const env::FrameShape frame : {env::FrameShape{7, 9, 1}, env::FrameShape{16, 16, 1}}) {
@@ -413,7 +413,7 @@ TEST_SUITE("cuda") {
       rl::ReplayMemory<cuda> device(config, gc);
       rl::ReplayConfig demo_config = config;
       demo_config.capacity = 60;
-      demo_config.streams = 1;
+      demo_config.rings = 1;
       demo_config.prioritized.reset();
       rl::ReplayMemory<cpu> host_demos(demo_config, cc);
       rl::ReplayMemory<cuda> device_demos(demo_config, gc);
@@ -424,9 +424,9 @@ TEST_SUITE("cuda") {
         return env::FrameView{pixels.data(), frame};
       };
       // Episodes of 1..12 steps, some truncated, through rings of 75 slots (they wrap).
-      auto feed = [&](auto& a, auto& b, int streams, int episodes) {
+      auto feed = [&](auto& a, auto& b, int rings, int episodes) {
         for (int e = 0; e < episodes; ++e)
-          for (int s = 0; s < streams; ++s) {
+          for (int s = 0; s < rings; ++s) {
             const auto first = next_frame();
             a.begin_episode(first, s);
             b.begin_episode(first, s);
@@ -444,7 +444,7 @@ TEST_SUITE("cuda") {
       };
       feed(host, device, 2, 30);
       feed(host_demos, device_demos, 1, 8);
-      REQUIRE(host.stream_frames(0) == 75);  // wrapped
+      REQUIRE(host.ring_frames(0) == 75);  // wrapped
 
       auto same_batch = [&](rl::ReplayBatch<cpu>& a, rl::ReplayBatch<cuda>& b) {
         CHECK(to_host(cc, a.states) == to_host(gc, b.states));

@@ -4,6 +4,7 @@
 #include <qrl/core/rng.hpp>
 #include <qrl/env/preprocess.hpp>
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_bird_state.hpp>  // save_state/load_state
 #include <qrl/envs/flappy_planner.hpp>
 
 #include <algorithm>

@@ -87,18 +87,18 @@ std::vector<std::vector<float>> weights(Context<B>& ctx, rl::Dqn<B>& agent) {
   return out;
 }
 
-// Every stored transition of stream `sa` of `a` equals the one at the same
-// rank of stream `sb` of `b`; returns how many were compared.
+// Every stored transition of ring `sa` of `a` equals the one at the same
+// rank of ring `sb` of `b`; returns how many were compared.
 template <class B>
-int compare_streams(const rl::ReplayMemory<B>& a, int sa, const rl::ReplayMemory<B>& b, int sb) {
-  REQUIRE(a.stream_frames(sa) == b.stream_frames(sb));
-  CHECK(a.stream_transitions(sa) == b.stream_transitions(sb));
+int compare_rings(const rl::ReplayMemory<B>& a, int sa, const rl::ReplayMemory<B>& b, int sb) {
+  REQUIRE(a.ring_frames(sa) == b.ring_frames(sb));
+  CHECK(a.ring_transitions(sa) == b.ring_transitions(sb));
   int compared = 0;
   std::vector<std::uint8_t> s1, n1, s2, n2;
   int a1 = 0, a2 = 0;
   float r1 = 0, r2 = 0;
   bool t1 = false, t2 = false;
-  for (std::int64_t k = 0; k < a.stream_frames(sa); ++k) {
+  for (std::int64_t k = 0; k < a.ring_frames(sa); ++k) {
     const bool v1 = a.transition_at(sa, k, s1, n1, a1, r1, t1);
     const bool v2 = b.transition_at(sb, k, s2, n2, a2, r2, t2);
     REQUIRE(v1 == v2);
@@ -247,7 +247,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer with one env takes exactly the plain DQN 
       CHECK(std::memcmp(wp[i].data(), wt[i].data(), wp[i].size() * sizeof(float)) == 0);
     }
     CHECK(test::norm(wp.front()) > 0.0);
-    CHECK(compare_streams(plain_replay, 0, replay, 0) > 500);
+    CHECK(compare_rings(plain_replay, 0, replay, 0) > 500);
     REQUIRE(plain.episodes.size() == episodes.size());
     CHECK(episodes.size() == 1500 / 9);
     for (std::size_t i = 0; i < episodes.size(); ++i) {
@@ -305,7 +305,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
 
   for (int i = 0; i < n; ++i) {
     CAPTURE(i);
-    REQUIRE(replay.stream_transitions(i) == 1800 / n);
+    REQUIRE(replay.ring_transitions(i) == 1800 / n);
     CHECK(episodes_of[i] >= 3);
     // Replays env i's actions on one env fed env i's episode seeds.
     std::vector<int> actions;
@@ -313,7 +313,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
     int action;
     float reward;
     bool terminated;
-    for (std::int64_t k = 0; k < replay.stream_frames(i); ++k)
+    for (std::int64_t k = 0; k < replay.ring_frames(i); ++k)
       if (replay.transition_at(i, k, state, next, action, reward, terminated)) actions.push_back(action);
     REQUIRE(actions.size() == 1800 / n);
     envs::FlappyBird env = flappy();
@@ -335,7 +335,7 @@ TEST_CASE_TEMPLATE_DEFINE("The trainer stores env i's transitions as one env wit
     }
     CHECK(episodes == episodes_of[i]);
     CHECK(finished_returns == returns_of[i]);
-    CHECK(compare_streams(reference, 0, replay, i) == 1800 / n);
+    CHECK(compare_rings(reference, 0, replay, i) == 1800 / n);
   }
 }
 
@@ -411,7 +411,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN learns Catch from four envs stepped together", B,
   CHECK(per_env == std::vector<int>(4, 1500 / 9));
   CHECK(trainer.episodes() == 4 * (1500 / 9));
   CHECK(agent.updates() == 6000 - 500 + 1);
-  for (int i = 0; i < 4; ++i) CHECK(replay.stream_transitions(i) == 1500);
+  for (int i = 0; i < 4; ++i) CHECK(replay.ring_transitions(i) == 1500);
   check_learned(agent, "4 envs");
 }
 
@@ -466,7 +466,7 @@ TEST_CASE_TEMPLATE_DEFINE("DQN acting on the backend learns Catch from four envs
   CHECK(trainer.acts_on_backend());
   trainer.run(6000);
   CHECK(agent->updates() == 6000 - 500 + 1);
-  for (int i = 0; i < 4; ++i) CHECK(replay.stream_transitions(i) == 1500);
+  for (int i = 0; i < 4; ++i) CHECK(replay.ring_transitions(i) == 1500);
   check_learned(*agent, "4 envs, acting on the backend");
 }
 

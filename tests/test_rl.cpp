@@ -128,19 +128,19 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory stacks within episodes and repeats the f
 
 // Acting on the backend reads each env's current state from the replay
 // memory; it must be the FrameStack's state, step by step, across episode
-// starts, for every stream and after the rings wrap.
+// starts, for every ring and after the rings wrap.
 TEST_CASE_TEMPLATE_DEFINE("The newest states gathered from the replay memory are the FrameStacks' states", B,
                           replay_newest_states) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  constexpr int streams = 3;
-  rl::ReplayMemory<B> memory({streams * 9, {1, 2, 1}, 4, streams}, ctx);  // 9 slots a stream: wraps
+  constexpr int rings = 3;
+  rl::ReplayMemory<B> memory({rings * 9, {1, 2, 1}, 4, rings}, ctx);  // 9 slots a ring: wraps
   Tensor<B, std::uint8_t> states;
   CHECK_THROWS_WITH_AS(memory.gather_newest_states(ctx, states), doctest::Contains("begin_episode"), Error);
-  std::vector<rl::FrameStack> stacks(streams, rl::FrameStack({1, 2, 1}, 4));
-  std::vector<TaggedFrames> frames(streams);
-  std::vector<int> episode(streams, 1), step(streams, 0);
-  for (int s = 0; s < streams; ++s) {
+  std::vector<rl::FrameStack> stacks(rings, rl::FrameStack({1, 2, 1}, 4));
+  std::vector<TaggedFrames> frames(rings);
+  std::vector<int> episode(rings, 1), step(rings, 0);
+  for (int s = 0; s < rings; ++s) {
     const auto first = frames[s].make(10 * s + episode[s], 0);
     stacks[s].reset(first);
     memory.begin_episode(first, s);
@@ -148,9 +148,9 @@ TEST_CASE_TEMPLATE_DEFINE("The newest states gathered from the replay memory are
   int checked = 0, starts = 0, full_stacks = 0;
   for (int t = 0; t < 40; ++t) {
     memory.gather_newest_states(ctx, states);
-    REQUIRE(states.shape() == Shape{streams, 4, 1, 2});
+    REQUIRE(states.shape() == Shape{rings, 4, 1, 2});
     const auto host = to_host(ctx, states);
-    for (int s = 0; s < streams; ++s) {
+    for (int s = 0; s < rings; ++s) {
       CAPTURE(t);
       CAPTURE(s);
       const std::vector<std::uint8_t> expected(stacks[s].data(), stacks[s].data() + 8);
@@ -158,7 +158,7 @@ TEST_CASE_TEMPLATE_DEFINE("The newest states gathered from the replay memory are
       ++checked;
       const auto t4 = tags(expected);
       full_stacks += std::set<std::pair<int, int>>(t4.begin(), t4.end()).size() == 4;
-      // Stream s's episodes last 3 + s steps.
+      // Ring s's episodes last 3 + s steps.
       ++step[s];
       const bool last = step[s] == 3 + s;
       const auto next = frames[s].make(10 * s + episode[s], step[s]);
@@ -175,10 +175,10 @@ TEST_CASE_TEMPLATE_DEFINE("The newest states gathered from the replay memory are
       }
     }
   }
-  CHECK(checked == 40 * streams);
+  CHECK(checked == 40 * rings);
   CHECK(starts > 20);
   CHECK(full_stacks > 10);              // states of four distinct frames were compared
-  CHECK(memory.stream_frames(0) == 9);  // every ring wrapped
+  CHECK(memory.ring_frames(0) == 9);  // every ring wrapped
 }
 
 TEST_CASE_TEMPLATE_DEFINE("ReplayMemory wraps around and never samples a broken stack", B, replay_wrap) {
@@ -344,15 +344,15 @@ TEST_CASE_TEMPLATE_DEFINE("The TD step adds DQfD's large margin on demonstration
   }
 }
 
-TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart", B, replay_streams) {
+TEST_CASE_TEMPLATE_DEFINE("ReplayMemory rings keep each env's episodes apart", B, replay_rings) {
   if (!test::backend_available<B>()) return;
   Context<B> ctx;
-  // 2 streams of 21 and 20 frames; both envs step in turn, with episodes of
+  // 2 rings of 21 and 20 frames; both envs step in turn, with episodes of
   // different lengths so their boundaries never line up.
   rl::ReplayMemory<B> memory({41, {1, 2, 1}, 4, 2}, ctx);
-  CHECK(memory.stream_capacity(0) == 21);
-  CHECK(memory.stream_capacity(1) == 20);
-  CHECK(memory.stream_base(1) == 21);
+  CHECK(memory.ring_capacity(0) == 21);
+  CHECK(memory.ring_capacity(1) == 20);
+  CHECK(memory.ring_base(1) == 21);
   const std::vector<std::vector<int>> lengths{{5, 8, 3, 9, 6, 7}, {4, 10, 6, 5, 11, 2}};
   // Episode tags: env 0 uses 1..99, env 1 uses 101..199.
   TaggedFrames frames[2];
@@ -377,11 +377,11 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   }
   CHECK(added == 76);
   CHECK(memory.frames() == 41);  // both rings wrapped
-  CHECK(memory.transitions() == memory.stream_transitions(0) + memory.stream_transitions(1));
-  CHECK(memory.stream_transitions(0) >= 15);
-  CHECK(memory.stream_transitions(1) >= 14);
+  CHECK(memory.transitions() == memory.ring_transitions(0) + memory.ring_transitions(1));
+  CHECK(memory.ring_transitions(0) >= 15);
+  CHECK(memory.ring_transitions(1) >= 14);
 
-  // Every stored transition, stream by stream: one env, one episode,
+  // Every stored transition, ring by ring: one env, one episode,
   // consecutive steps (or the repeated first frame).
   std::vector<std::uint8_t> state, next;
   int action;
@@ -389,7 +389,7 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   bool terminated;
   for (int env = 0; env < 2; ++env) {
     int found = 0;
-    for (std::int64_t k = 0; k < memory.stream_frames(env); ++k) {
+    for (std::int64_t k = 0; k < memory.ring_frames(env); ++k) {
       if (!memory.transition_at(env, k, state, next, action, reward, terminated)) continue;
       ++found;
       const auto ts = tags(state), tn = tags(next);
@@ -407,11 +407,11 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
       CHECK(terminated == (tn[3].second == length));
     }
     // Only the oldest frames of a wrapped ring can lose their stack.
-    CHECK(found >= memory.stream_transitions(env) - 3);
-    CHECK(found <= memory.stream_transitions(env));
+    CHECK(found >= memory.ring_transitions(env) - 3);
+    CHECK(found <= memory.ring_transitions(env));
   }
 
-  // Sampling reaches both streams, roughly in proportion, never mixing them.
+  // Sampling reaches both rings, roughly in proportion, never mixing them.
   Rng rng(5);
   rl::ReplayBatch<B> batch;
   int per_env[2] = {0, 0};
@@ -432,14 +432,14 @@ TEST_CASE_TEMPLATE_DEFINE("ReplayMemory streams keep each env's episodes apart",
   CHECK(per_env[0] > 300);
   CHECK(per_env[1] > 300);
 
-  // Positions are per stream and checked against the stream's own ring.
+  // Positions are per ring and checked against the ring's own capacity.
   const auto p1 = memory.position(1);
   CHECK(p1.count == 20);
   CHECK_THROWS_AS(memory.set_position({0, 21, 0, false}, 1), Error);
   memory.set_position(p1, 1);
   CHECK(memory.frames() == 41);
-  CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, frames[0].make(1, 1), 2), doctest::Contains("stream"), Error);
-  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}, ctx), doctest::Contains("streams"), Error);
+  CHECK_THROWS_WITH_AS(memory.add(0, 0.0f, false, false, frames[0].make(1, 1), 2), doctest::Contains("replay ring 2"), Error);
+  CHECK_THROWS_WITH_AS(rl::ReplayMemory<B>({11, {1, 2, 1}, 4, 2}, ctx), doctest::Contains("rings"), Error);
 }
 
 TEST_CASE_TEMPLATE_DEFINE("n-step windows by hand: across a terminal, a truncation and an open episode", B, n_step) {
@@ -731,7 +731,7 @@ QRL_TEST_ON_EVERY_BACKEND(replay_stacking);
 QRL_TEST_ON_EVERY_BACKEND(replay_newest_states);
 QRL_TEST_ON_EVERY_BACKEND(replay_demonstrations);
 QRL_TEST_ON_EVERY_BACKEND(td_margin);
-QRL_TEST_ON_EVERY_BACKEND(replay_streams);
+QRL_TEST_ON_EVERY_BACKEND(replay_rings);
 QRL_TEST_ON_EVERY_BACKEND(replay_wrap);
 QRL_TEST_ON_EVERY_BACKEND(replay_seeded);
 QRL_TEST_ON_EVERY_BACKEND(replay_size);

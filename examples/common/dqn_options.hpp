@@ -78,14 +78,14 @@ struct DqnOptions {
     return s;
   }
 
-  // The replay memory for `streams` envs of `frame`-sized frames; a
-  // prioritized one anneals beta to 1 over `total_steps`.
-  rl::ReplayConfig replay_config(env::FrameShape frame, int stack, std::int64_t total_steps, int streams = 1) const {
+  // The replay memory for `rings` envs (one ring each) of `frame`-sized
+  // frames; a prioritized one anneals beta to 1 over `total_steps`.
+  rl::ReplayConfig replay_config(env::FrameShape frame, int stack, std::int64_t total_steps, int rings = 1) const {
     rl::ReplayConfig c;
     c.capacity = buffer_size;
     c.frame = frame;
     c.stack = stack;
-    c.streams = streams;
+    c.rings = rings;
     c.n_step = n_step;
     if (prioritized) c.prioritized = rl::PrioritizedConfig{priority_alpha, priority_beta, 1.0, total_steps};
     return c;

@@ -4,6 +4,7 @@
 // or N envs handed to run_training(). An example's own train() names its
 // env, its network and its action count, and nothing else.
 #include <cstdint>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <type_traits>
@@ -29,6 +30,28 @@ struct LearnerSpec {
   std::string weights;
   rl::DqnConfig config;
 };
+
+// MemAvailable from /proc/meminfo, in bytes; 0 when unknown.
+inline std::uint64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+// Refuses a replay memory that would not fit, before allocating it.
+inline void check_replay_fits(std::uint64_t bytes, bool force) {
+  const auto available = available_memory_bytes();
+  std::cout << "replay memory: " << bytes / 1e6 << " MB";
+  if (available) std::cout << " (" << available / 1e6 << " MB available)";
+  std::cout << '\n';
+  if (force || available == 0) return;
+  require(bytes <= available / 10 * 9, "the replay memory needs ", bytes / 1e6, " MB but only ", available / 1e6,
+          " MB are available: lower --buffer-size, or pass --force-memory to allocate it anyway");
+}
 
 // Built in this order so that a replay memory too big for the machine is
 // refused before the network takes any memory.

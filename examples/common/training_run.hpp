@@ -9,15 +9,17 @@
 //   examples::add_config_option(app, argc, argv);   // --config run.toml (+ RUN_DIR/config.toml on --resume)
 //   ...
 //   return examples::run_training(ctx, trainer, run, examples::resolved_config(*train_cmd));
-#include <signal.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <csignal>
+//
+// Its parts: run_options.hpp (the flags, --config, the resolved options),
+// run_directory.hpp (what --resume means, logs cut back on resume) and
+// stop_signals.hpp (Ctrl-C and the other stop signals); the replay memory's
+// fit check is in train.hpp, which builds the memory.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -31,211 +33,13 @@
 #include <qrl/rl/checkpoint.hpp>
 
 #include "example_support.hpp"
+#include "run_directory.hpp"
+#include "run_options.hpp"
+#include "stop_signals.hpp"
 
 namespace qrl::examples {
 
-struct RunOptions {
-  std::string run_dir = "runs/run";
-  std::string resume;                      // RUN_DIR or a checkpoint directory
-  std::int64_t steps = 100000;
-  std::int64_t progress_interval = 10000;
-  std::int64_t checkpoint_interval = 50000;
-  int keep_checkpoints = 3;
-  bool keep_weights = false;               // also keep every checkpoint's weights in RUN_DIR/weights/
-  std::int64_t stop_after = 0;             // stop (with a checkpoint) after this many steps of this invocation
-  std::string record = "cubic";            // GIF trigger: cubic | every:N | off
-  bool force_memory = false;
-};
-
-inline void add_run_options(CLI::App* cmd, RunOptions& o) {
-  cmd->add_option("--steps", o.steps, "Environment steps to train for (in total, across resumes)")
-      ->check(examples::positive)->capture_default_str();
-  cmd->add_option("--run-dir", o.run_dir, "Directory for checkpoints, logs, plots and videos")->capture_default_str();
-  cmd->add_option("--resume", o.resume,
-                  "Continue a run exactly where it stopped: RUN_DIR (newest checkpoint, its config.toml) or "
-                  "RUN_DIR/checkpoints/step_N")
-      ->configurable(false);
-  cmd->add_option("--progress-interval", o.progress_interval, "Steps between progress lines and progress.csv rows")
-      ->check(examples::positive)->capture_default_str();
-  cmd->add_option("--checkpoint-interval,--save-interval", o.checkpoint_interval,
-                  "Steps between checkpoints (weights, optimizer, replay memory, RNG states); plots refresh with them")
-      ->check(examples::positive)->capture_default_str();
-  cmd->add_option("--keep-checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0 = all)")
-      ->check(examples::non_negative)->capture_default_str();
-  add_switch(cmd, "--keep-weights", o.keep_weights,
-                "Also keep the weights of every checkpoint as RUN_DIR/weights/step_N.safetensors, never pruned, to "
-                "pick the best snapshot on validation seeds later (DQN's snapshots differ a lot)");
-  cmd->add_option("--stop-after", o.stop_after,
-                  "Stop with a checkpoint after this many steps of this invocation (0 = run to --steps); "
-                  "continue with --resume")
-      ->check(examples::non_negative)->capture_default_str()->configurable(false);
-  cmd->add_option("--record", o.record,
-                  "GIFs of training episodes in RUN_DIR/videos: 'cubic' (episodes 0,1,8,27,...,1000,2000,...), "
-                  "'every:N' or 'off'")
-      ->capture_default_str();
-  add_switch(cmd, "--force-memory", o.force_memory, "Allocate the replay memory even if it exceeds available memory")
-      ->configurable(false);
-}
-
-// --config FILE (TOML, as CLI11 reads it). With --resume RUN_DIR and no
-// --config, RUN_DIR/config.toml is read, so a resumed run keeps its settings;
-// flags given on the command line still win.
-inline void add_config_option(CLI::App& app, int argc, char** argv) {
-  const ConfigChoice config = config_file_in_args(argc, argv);
-  // Subcommands (created after this) pass --config up to the app, so
-  // "flappy train --config run.toml" works as well as "flappy --config run.toml train".
-  app.fallthrough();
-  app.set_config("--config", config.explicit_config ? "" : config.path,
-                 "Read options from a TOML file (keys as the long flags, under [train]/[eval]/[play]); the "
-                 "resolved options of a run are written to RUN_DIR/config.toml");
-}
-
-// The options of one subcommand as TOML ("section.key=value" lines, as
-// CLI11 reads them back with --config): the values in effect, given or
-// default. Written by hand because CLI11 2.1's config_to_str misreports
-// negatable flags (--double-dqn,!--no-double-dqn) left at their default.
-inline std::string resolved_config(const CLI::App& cmd) {
-  std::string out = "# resolved options of '" + cmd.get_name() + "'; rerun with --config this-file\n";
-  for (const CLI::Option* opt : cmd.get_options()) {
-    if (!opt->get_configurable() || opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
-    std::string value;
-    if (opt->get_expected_min() == 0) {  // a flag: its default string is set by add_switch()
-      value = opt->count() ? (opt->as<bool>() ? "true" : "false") : opt->get_default_str();
-      if (value.empty()) continue;
-    } else if (opt->count()) {
-      value = opt->as<std::string>();
-    } else {
-      value = opt->get_default_str();
-      if (value.empty()) continue;  // no default to record: a rerun gets the same built-in default
-    }
-    const bool number = !value.empty() && value.find_first_not_of("0123456789.-+eE") == std::string::npos &&
-                        value.find_first_of("0123456789") != std::string::npos;
-    if (!(number || value == "true" || value == "false")) {
-      std::string quoted = "\"";
-      for (char c : value) quoted += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-      value = quoted + "\"";
-    }
-    out += cmd.get_name() + "." + opt->get_lnames()[0] + "=" + value + "\n";
-  }
-  return out;
-}
-
-// The newest checkpoint of RUN_DIR, or the checkpoint directory itself.
-inline std::filesystem::path resolve_resume(const std::string& resume) {
-  const std::filesystem::path p(resume);
-  require(std::filesystem::is_directory(p), resume, ": no such run or checkpoint directory (check --resume)");
-  if (std::filesystem::exists(p / "COMPLETE") || std::filesystem::exists(p / "state.json")) return p;
-  const auto latest = rl::latest_checkpoint(p / "checkpoints");
-  if (!latest) {
-    // What an interrupted first save left is of no use to anyone.
-    const int stale = rl::remove_stale_checkpoint_temporaries(p / "checkpoints");
-    fail(resume, ": no checkpoints in ", (p / "checkpoints").string(),
-         " (was the run stopped before its first checkpoint?)",
-         stale ? "; removed " + std::to_string(stale) + " unfinished one(s) an interrupted save left" : std::string());
-  }
-  return *latest;
-}
-
-// MemAvailable from /proc/meminfo, in bytes; 0 when unknown.
-inline std::uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
-}
-
-// Refuses a replay memory that would not fit, before allocating it.
-inline void check_replay_fits(std::uint64_t bytes, bool force) {
-  const auto available = available_memory_bytes();
-  std::cout << "replay memory: " << bytes / 1e6 << " MB";
-  if (available) std::cout << " (" << available / 1e6 << " MB available)";
-  std::cout << '\n';
-  if (force || available == 0) return;
-  require(bytes <= available / 10 * 9, "the replay memory needs ", bytes / 1e6, " MB but only ", available / 1e6,
-          " MB are available: lower --buffer-size, or pass --force-memory to allocate it anyway");
-}
-
-// Keeps only the rows of a CSV whose first column is <= max_value: after a
-// resume, the rows logged past the checkpoint are replaced by the rerun's.
-inline void truncate_csv_after(const std::filesystem::path& path, int column, double max_value) {
-  if (!std::filesystem::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  bool header = true;
-  while (std::getline(in, line)) {
-    if (!header) {
-      std::size_t start = 0;
-      for (int c = 0; c < column && start != std::string::npos; ++c) {
-        start = line.find(',', start);
-        if (start != std::string::npos) ++start;
-      }
-      if (start == std::string::npos || std::atof(line.c_str() + start) > max_value) continue;
-    }
-    header = false;
-    kept += line + '\n';
-  }
-  io::write_file_atomically(path, kept);
-}
-
-namespace detail {
-// Set by SIGINT, SIGTERM and SIGHUP: the run saves a checkpoint after the
-// current step and exits 128 + the signal. Schedulers (Slurm, Kubernetes,
-// systemd) stop jobs with SIGTERM, a closed terminal sends SIGHUP.
-inline std::atomic<bool> interrupted{false};
-inline std::atomic<int> stop_signal{0};
-static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
-              "the signal flags must be async-signal-safe");
-inline constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
-inline void on_stop_signal(int sig) {
-  if (interrupted) {
-    static const char msg[] = "\nsignalled twice: exiting without a checkpoint\n";
-    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
-    std::_Exit(128 + sig);
-  }
-  stop_signal = sig;
-  interrupted = true;
-  static const char msg_int[] = "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to exit at once)\n";
-  static const char msg_other[] = "\nstop signal: saving a checkpoint after this step (signal again to exit at once)\n";
-  [[maybe_unused]] auto n = sig == SIGINT ? ::write(2, msg_int, sizeof msg_int - 1)
-                                          : ::write(2, msg_other, sizeof msg_other - 1);
-}
-
-inline const char* signal_name(int sig) {
-  switch (sig) {
-    case SIGINT: return "SIGINT (Ctrl-C)";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-    default: return "a signal";
-  }
-}
-
-// Installs on_stop_signal for the stop signals while it lives.
-class StopSignals {
- public:
-  StopSignals() {
-    interrupted = false;
-    stop_signal = 0;
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;  // a write or a CDP wait in progress goes on
-    for (std::size_t i = 0; i < std::size(stop_signals); ++i) ::sigaction(stop_signals[i], &action, &previous_[i]);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  ~StopSignals() {
-    for (std::size_t i = 0; i < std::size(stop_signals); ++i) ::sigaction(stop_signals[i], &previous_[i], nullptr);
-  }
-
- private:
-  struct sigaction previous_[std::size(stop_signals)] {};
-};
-}  // namespace detail
-
+// Which training episodes --record turns into GIFs.
 inline std::function<bool(std::int64_t)> video_trigger(const std::string& spec) {
   if (spec == "off") return {};
   if (spec == "cubic") return log::capped_cubic_video_schedule;

@@ -17,6 +17,7 @@
 #include <string>
 
 #include <qrl/envs/flappy_bird.hpp>
+#include <qrl/envs/flappy_bird_state.hpp>  // the game's state in checkpoints
 #include <qrl/envs/flappy_planner.hpp>
 #include <qrl/nn/serialize.hpp>
 #include <qrl/qrl.hpp>

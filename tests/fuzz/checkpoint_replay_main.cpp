@@ -57,58 +57,58 @@ std::string poke(std::string bytes, std::size_t index, T value) {
   return bytes;
 }
 
-// Slot 2 of stream `s` holds a transition in the base checkpoint (checked).
+// Slot 2 of ring `s` holds a transition in the base checkpoint (checked).
 std::vector<Case> cases() {
   return {
       {"unedited", [](const Base&) { return std::string(); }, nullptr},
       {"negative_action",
        [](const Base& b) {
-         const auto c = b.chunk("replay.stream0.actions");
+         const auto c = b.chunk("replay.ring0.actions");
          return with_file(c, poke<std::int16_t>(b.file(c), 2, -1));
        },
        "holds action -1, outside [0, 3)"},
       {"action_out_of_range",
        [](const Base& b) {
-         const auto c = b.chunk("replay.stream1.actions");
+         const auto c = b.chunk("replay.ring1.actions");
          return with_file(c, poke<std::int16_t>(b.file(c), 2, 7));
        },
        "holds action 7, outside [0, 3)"},
       {"nan_reward",
        [](const Base& b) {
-         const auto c = b.chunk("replay.stream1.rewards");
+         const auto c = b.chunk("replay.ring1.rewards");
          return with_file(c, poke<float>(b.file(c), 2, std::numeric_limits<float>::quiet_NaN()));
        },
        "holds reward nan, not a finite value within"},
       {"huge_reward",
        [](const Base& b) {  // finite, but its TD errors and priorities would overflow
-         const auto c = b.chunk("replay.stream1.rewards");
+         const auto c = b.chunk("replay.ring1.rewards");
          return with_file(c, poke<float>(b.file(c), 3, 1.38e31f));
        },
        "holds reward 1.38e+31, not a finite value within"},
       {"invalid_flags",
        [](const Base& b) {
-         const auto c = b.chunk("replay.stream0.flags");
+         const auto c = b.chunk("replay.ring0.flags");
          return with_file(c, poke<std::uint8_t>(b.file(c), 2, 0x7));
        },
        "invalid flags 7"},
       {"chunk_is_dev_zero",
        [](const Base& b) {
          auto s = b.state;
-         s["arrays"]["replay.stream0.frames"]["chunks"] = {"/dev/zero"};
+         s["arrays"]["replay.ring0.frames"]["chunks"] = {"/dev/zero"};
          return with_state(s);
        },
        "leaves the checkpoint directory"},
       {"chunk_leaves_directory",
        [](const Base& b) {
          auto s = b.state;
-         s["arrays"]["replay.stream0.actions"]["chunks"] = {"arrays/../../../etc/passwd"};
+         s["arrays"]["replay.ring0.actions"]["chunks"] = {"arrays/../../../etc/passwd"};
          return with_state(s);
        },
        "leaves the checkpoint directory"},
       {"huge_array",
        [](const Base& b) {
          auto s = b.state;
-         s["arrays"]["replay.stream1.frames"]["bytes"] = 1'000'000'000'000'000'000ULL;
+         s["arrays"]["replay.ring1.frames"]["bytes"] = 1'000'000'000'000'000'000ULL;
          return with_state(s);
        },
        "expected"},
@@ -129,28 +129,28 @@ std::vector<Case> cases() {
       {"count_above_capacity",
        [](const Base& b) {
          auto s = b.state;
-         s["replay"]["streams"][1]["count"] = 101;
+         s["replay"]["rings"][1]["count"] = 101;
          return with_state(s);
        },
-       "is impossible for stream 1 of capacity 100"},
+       "is impossible for ring 1 of capacity 100"},
       {"transitions_disagree",
        [](const Base& b) {
          auto s = b.state;
-         s["replay"]["streams"][0]["transitions"] = s["replay"]["streams"][0]["transitions"].get<int>() - 1;
+         s["replay"]["rings"][0]["transitions"] = s["replay"]["rings"][0]["transitions"].get<int>() - 1;
          return with_state(s);
        },
        "transitions, its position says"},
       {"cursor_not_a_number",
        [](const Base& b) {
          auto s = b.state;
-         s["replay"]["streams"][0]["cursor"] = "ten";
+         s["replay"]["rings"][0]["cursor"] = "ten";
          return with_state(s);
        },
        "cursor"},
       {"priority_on_unused_slot",
        [](const Base& b) {
          const auto c = b.chunk("replay.priorities");
-         return with_file(c, poke<double>(b.file(c), 99, 0.5));  // stream 0's last slot; its ring holds 75
+         return with_file(c, poke<double>(b.file(c), 99, 0.5));  // ring 0's last slot; it holds 75
        },
        "slot 99 has a priority but no transition"},
       {"priority_nan",
@@ -216,9 +216,9 @@ int main(int argc, char** argv) {
   const Base base;
   // The cases poke slot 2 of each ring: it must hold a transition.
   for (int s = 0; s < 2; ++s)
-    if (!(qrl::io::read_file(base.dir / base.chunk("replay.stream" + std::to_string(s) + ".flags"))[2] &
+    if (!(qrl::io::read_file(base.dir / base.chunk("replay.ring" + std::to_string(s) + ".flags"))[2] &
           qrl::kernels::replay_has_transition)) {
-      std::printf("FAIL: the base checkpoint's slot 2 of stream %d holds no transition; move the cases' slot\n", s);
+      std::printf("FAIL: the base checkpoint's slot 2 of ring %d holds no transition; move the cases' slot\n", s);
       return 1;
     }
   int failures = 0;

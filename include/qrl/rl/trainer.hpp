@@ -118,7 +118,7 @@ struct TrainerState {
 // The DQN loop over N >= 1 envs stepped together (env::VectorEnv; a single
 // env is a VectorEnv of one): one batched forward pass picks the greedy
 // actions of all N envs, epsilon-greedy per env from one exploration stream
-// (env 0 first), env i's transitions go to replay stream i, and the
+// (env 0 first), env i's transitions go to replay ring i, and the
 // UpdateSchedule runs at every env step the vector step passes, so the same
 // --steps buys the same number of updates however many envs there are. Env i
 // draws its episode seeds from episode_seed_stream(seed, i). The trainer
@@ -146,8 +146,8 @@ class Trainer {
     require(frame.height == agent.observation_shape()[1] && frame.width == agent.observation_shape()[2],
             "the environment's ", frame.height, "x", frame.width, " frames do not match the agent's input ",
             agent.observation_shape().str());
-    require(replay.streams() == envs.size(), "the replay memory has ", replay.streams(), " streams for ",
-            envs.size(), " envs; configure ReplayConfig::streams = the env count");
+    require(replay.rings() == envs.size(), "the replay memory has ", replay.rings(), " rings for ",
+            envs.size(), " envs; configure ReplayConfig::rings = the env count");
     const int depth = static_cast<int>(agent.observation_shape()[0]);
     require(replay.config().stack == depth, "the replay memory stacks ", replay.config().stack,
             " frames, the agent takes ", depth);
